@@ -1,0 +1,1 @@
+"""The ``auditstream`` console command: one typer sub-command per service and tool."""

@@ -1,0 +1,75 @@
+"""All configuration, in one pydantic-settings class.
+
+Every field can be set through an ``AUDITSTREAM_``-prefixed environment variable
+(``AUDITSTREAM_KAFKA_BOOTSTRAP``, ``AUDITSTREAM_CLICKHOUSE_DSN``, ...) or a
+``.env`` file. Defaults are the embedded developer setup: a broker on
+127.0.0.1:9092, ClickHouse through chDB under ``./.data/clickhouse``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repository checkout; schemas/ lives beside services/.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDITSTREAM_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------
+    data_dir: Path = Field(Path(".data"), description="Local state: chDB files, API keys, spool.")
+    schemas_dir: Path = Field(REPO_ROOT / "schemas", description="JSON Schema and ClickHouse migrations.")
+
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "audit.events"
+    dlq_topic: str = "audit.events.dlq"
+    topic_partitions: int = Field(3, ge=1)
+    consumer_group: str = "auditstream-processor"
+
+    # --- ClickHouse ----------------------------------------------------------
+    clickhouse_dsn: str | None = Field(
+        None, description="chdb:///abs/path (embedded) or http://user:pass@host:8123. Default: chDB in data_dir."
+    )
+    clickhouse_database: str = "auditstream"
+    retention_days: int = Field(365, ge=1)
+
+    # --- processor -----------------------------------------------------------
+    batch_max_events: int = Field(5000, ge=1, description="A batch closes at this many events ...")
+    batch_max_seconds: float = Field(1.0, gt=0, description="... or after this long, whichever first.")
+    write_retry_initial_seconds: float = Field(0.2, gt=0)
+    write_retry_max_seconds: float = Field(10.0, gt=0)
+
+    # --- API -----------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_window_days: int = Field(92, ge=1, description="Longest time range one query may cover.")
+    keys_path: Path | None = Field(None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3")
+
+    # --- logging -------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|console)$")
+
+    @cached_property
+    def resolved_clickhouse_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @cached_property
+    def resolved_keys_path(self) -> Path:
+        return self.keys_path or self.data_dir / "keys.sqlite3"
+
+    @property
+    def embedded(self) -> bool:
+        """True when ClickHouse runs in-process (chDB): one engine per process."""
+        return self.resolved_clickhouse_dsn.startswith("chdb:")
+
+
+def get_settings() -> Settings:
+    return Settings()
