@@ -34,7 +34,8 @@ class Settings(BaseSettings):
 
     # --- ClickHouse ----------------------------------------------------------
     clickhouse_dsn: str | None = Field(
-        None, description="chdb:///abs/path (embedded) or http://user:pass@host:8123. Default: chDB in data_dir."
+        None,
+        description="chdb:///abs/path (embedded) or http://user:pass@host:8123. Default: chDB in data_dir.",
     )
     clickhouse_database: str = "auditstream"
     retention_days: int = Field(365, ge=1)
@@ -49,7 +50,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_window_days: int = Field(92, ge=1, description="Longest time range one query may cover.")
-    keys_path: Path | None = Field(None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3")
+    keys_path: Path | None = Field(
+        None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3"
+    )
 
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"

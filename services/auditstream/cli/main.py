@@ -17,6 +17,16 @@ app = typer.Typer(
 
 # Sub-commands (one module each under auditstream/cli/).
 # register: emit
-# register: keys
-# register: migrate
-# register: run
+from auditstream.cli.keys import app as keys_app  # noqa: E402
+app.add_typer(keys_app, name="keys")
+from auditstream.cli import migrate  # noqa: E402
+
+app.command("migrate")(migrate.migrate)
+from auditstream.cli import run as _run  # noqa: E402
+
+app.command("run")(_run.run)
+app.command("processor")(_run.processor)
+app.command("api")(_run.api)
+
+if __name__ == "__main__":
+    app()

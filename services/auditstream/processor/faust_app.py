@@ -1,0 +1,37 @@
+"""The faust application: consumer group, broker, serializers, batching buffers.
+
+Values stay raw bytes: validation is ours (``events.validation``), so a message
+faust could not decode is still ours to send to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from auditstream.config import Settings
+
+
+def build_faust_app(settings: Settings) -> faust.App:
+    brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",") if host.strip()]
+    return faust.App(
+        settings.consumer_group,
+        broker=brokers,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        autodiscover=False,
+        datadir=str(settings.data_dir / "faust"),
+        # A new consumer group starts at the beginning: an audit log must not skip history.
+        consumer_auto_offset_reset="earliest",
+        # Topics are created by us with the partition count we want (kafka_admin.ensure_topics).
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        topic_partitions=settings.topic_partitions,
+        producer_acks=-1,
+        # take_events() holds a whole batch; the stream buffer must be able to fill it.
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_events),
+        broker_max_poll_records=max(500, settings.batch_max_events),
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_commit_interval=1.0,
+    )

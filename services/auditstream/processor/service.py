@@ -1,0 +1,184 @@
+"""The processor's lifecycle: a faust agent that takes batches and hands them on.
+
+One agent, concurrency 1: events of one partition are processed in offset order.
+Faust acknowledges a ``take_events()`` batch when the loop asks for the next one
+*and* when the loop is torn down (an exception, a cancellation at shutdown). An
+audit log may only commit what it stored, so ``_process_safely`` never lets the
+loop be torn down with a batch that is not written: it finishes the batch, or
+it ends the process without a commit (the batch is then replayed at restart and
+de-duplicated by the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from auditstream.config import Settings
+from auditstream.processor import metrics
+from auditstream.processor.batch import KafkaMessage, ProcessedBatch, Rejected, process_batch
+from auditstream.processor.dlq import dead_letter
+from auditstream.processor.faust_app import build_faust_app
+from auditstream.processor.sink import ClickHouseSink
+from auditstream.store.store import Store
+
+log = logging.getLogger(__name__)
+
+# Exit codes when the processor must stop without committing (a supervisor restarts it).
+EXIT_UNEXPECTED = 70
+EXIT_SHUTDOWN_UNSTORED = 75
+# How long a shutdown waits for the batch in flight before giving up on it.
+SHUTDOWN_GRACE_SECONDS = 15.0
+
+
+def _message_of(event: EventT) -> KafkaMessage:
+    m = event.message
+    return KafkaMessage(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key,
+        value=m.value,
+        timestamp_ms=int(m.timestamp * 1000) if m.timestamp else None,
+    )
+
+
+class Processor:
+    """Consumes ``settings.topic``, writes to ``store``, rejects to ``settings.dlq_topic``."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.sink = ClickHouseSink(
+            store,
+            initial_backoff=settings.write_retry_initial_seconds,
+            max_backoff=settings.write_retry_max_seconds,
+        )
+        self.app = build_faust_app(settings)
+        self.topic = self.app.topic(settings.topic, key_type=bytes, value_type=bytes)
+        self.state = "created"
+        self.batches = 0
+        self.app.agent(self.topic, name="auditstream.processor", concurrency=1)(self._agent)
+
+    # --- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        self.state = "starting"
+        await self.app.start()
+        self.state = "running"
+        log.info(
+            "processor started", extra={"topic": self.settings.topic, "group": self.settings.consumer_group}
+        )
+
+    async def stop(self) -> None:
+        self.state = "stopping"
+        await self.app.stop()
+        self.state = "stopped"
+
+    def readiness(self) -> dict[str, Any]:
+        status = self.sink.status
+        return {
+            "ready": self.state == "running" and status.store_available,
+            "processor": self.state,
+            "store_available": status.store_available,
+            "consecutive_write_failures": status.consecutive_failures,
+            "last_error": status.last_error,
+            "last_write_at": status.last_write_at,
+            "batches": self.batches,
+        }
+
+    # --- the agent ---------------------------------------------------------------
+    async def _agent(self, stream: faust.StreamT) -> AsyncIterator[None]:
+        s = self.settings
+        async for events in stream.take_events(s.batch_max_events, within=s.batch_max_seconds):
+            await self._process_safely([_message_of(e) for e in events])
+        yield  # pragma: no cover - makes this an async generator, as faust expects of agents
+
+    async def _process_safely(self, messages: list[KafkaMessage]) -> None:
+        task = asyncio.ensure_future(self.process(messages))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=SHUTDOWN_GRACE_SECONDS)
+            except BaseException:
+                log.critical("shutdown with a batch not stored; exiting without committing it")
+                os._exit(EXIT_SHUTDOWN_UNSTORED)
+            raise
+        except BaseException:
+            log.critical(
+                "unexpected error while processing a batch; exiting without committing it", exc_info=True
+            )
+            os._exit(EXIT_UNEXPECTED)
+
+    async def process(self, messages: Sequence[KafkaMessage]) -> None:
+        """Process one batch to the end: rejects published, rows stored. Returns only when both are done."""
+        metrics.CONSUMED.inc(len(messages))
+        metrics.BATCH_SIZE.observe(len(messages))
+        now = datetime.now(UTC)
+        batch = process_batch(messages, received_at=now, now=now)
+        metrics.DUPLICATES.inc(batch.duplicates)
+        by_position = {(m.partition, m.offset): m for m in messages}
+        rejected = list(batch.rejected)
+        await self._store(batch, by_position, rejected)
+        if rejected:
+            await self._publish_dead_letters(rejected)
+        self.batches += 1
+        metrics.LAST_BATCH.set(time.time())
+
+    async def _store(
+        self,
+        batch: ProcessedBatch,
+        by_position: dict[tuple[int, int], KafkaMessage],
+        rejected: list[Rejected],
+    ) -> None:
+        for partition, (rows, first, last) in batch.rows_by_partition().items():
+            token = f"{self.settings.topic}/{partition}/{first}-{last}"
+            poison = await self.sink.write(rows, dedup_token=token)
+            metrics.STORED.inc(len(rows) - len(poison))
+            if poison:
+                positions = [p for p in batch.positions if p[0] == partition]
+                for row in poison:
+                    message = by_position[positions[row.index]]
+                    error = {
+                        "field": "",
+                        "message": f"rejected by ClickHouse: {row.error}",
+                        "type": "store_rejected",
+                    }
+                    rejected.append(Rejected(message, [error], f"rejected by ClickHouse: {row.error}"))
+
+    async def _publish_dead_letters(self, rejected: list[Rejected]) -> None:
+        now = datetime.now(UTC)
+        producer = self.app.producer
+        delay = self.settings.write_retry_initial_seconds
+        pending = [dead_letter(r, rejected_at=now) for r in rejected]
+        while pending:
+            try:
+                futures = [
+                    await producer.send(
+                        self.settings.dlq_topic,
+                        key=d.key,
+                        value=d.value,
+                        partition=None,
+                        timestamp=None,
+                        headers=d.headers,
+                    )
+                    for d in pending
+                ]
+                await asyncio.gather(*futures)
+            except Exception as exc:  # broker trouble: the batch is not done until the DLQ has it
+                log.warning(
+                    "dead-letter publish failed; retrying", extra={"error": repr(exc), "retry_in_s": delay}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.write_retry_max_seconds)
+                continue
+            pending = []
+        for r in rejected:
+            metrics.REJECTED.labels(reason=r.errors[0]["type"] if r.errors else "invalid").inc()

@@ -1,0 +1,100 @@
+"""Writing batches to ClickHouse: retry what is transient, isolate what is poison.
+
+- ``StoreUnavailable`` (connection refused, timeouts, too many parts, ...): the
+  batch is retried with exponential backoff, forever. The caller does not return
+  to the stream meanwhile, so nothing is acknowledged and nothing is committed.
+- ``StoreRejected`` (ClickHouse says the data itself is bad): the batch is split
+  in halves until the offending rows are alone; those are handed back to go to
+  the dead-letter topic, the rest is written. One bad row never blocks a partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from auditstream.processor import metrics
+from auditstream.store.errors import StoreRejected, StoreUnavailable
+from auditstream.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkStatus:
+    """What /readyz and the metrics report about the store side of the processor."""
+
+    store_available: bool = True
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_write_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonRow:
+    index: int  # position in the batch handed to ``write``
+    error: str
+
+
+@dataclass
+class ClickHouseSink:
+    store: Store
+    initial_backoff: float = 0.2
+    max_backoff: float = 10.0
+    status: SinkStatus = field(default_factory=SinkStatus)
+
+    async def write(self, rows: Sequence[tuple], *, dedup_token: str) -> list[PoisonRow]:
+        """Write ``rows``; return the rows ClickHouse refused as bad data (usually none)."""
+        started = time.perf_counter()
+        poison: list[PoisonRow] = []
+        await self._write_isolating(rows, 0, dedup_token, poison)
+        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+        return poison
+
+    async def _write_isolating(
+        self, rows: Sequence[tuple], base: int, token: str, poison: list[PoisonRow]
+    ) -> None:
+        try:
+            await self._write_with_retry(rows, token)
+        except StoreRejected as exc:
+            if len(rows) == 1:
+                log.warning("row rejected by ClickHouse", extra={"token": token, "error": str(exc)})
+                poison.append(PoisonRow(base, str(exc)))
+                return
+            half = len(rows) // 2
+            # Sub-batches get derived tokens: a replay splits the same way and dedupes the same way.
+            await self._write_isolating(rows[:half], base, f"{token}.a", poison)
+            await self._write_isolating(rows[half:], base + half, f"{token}.b", poison)
+
+    async def _write_with_retry(self, rows: Sequence[tuple], token: str) -> None:
+        delay = self.initial_backoff
+        while True:
+            try:
+                # The client is synchronous (chDB runs in-process): keep the event loop free.
+                await asyncio.to_thread(self.store.insert_rows, rows, dedup_token=token)
+            except StoreUnavailable as exc:
+                self.status.store_available = False
+                self.status.consecutive_failures += 1
+                self.status.last_error = str(exc)
+                metrics.STORE_AVAILABLE.set(0)
+                metrics.WRITE_RETRIES.inc()
+                log.warning(
+                    "store unavailable; retrying batch",
+                    extra={
+                        "retry_in_s": delay,
+                        "failures": self.status.consecutive_failures,
+                        "error": str(exc),
+                    },
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            self.status.store_available = True
+            self.status.consecutive_failures = 0
+            self.status.last_error = None
+            self.status.last_write_at = time.time()
+            metrics.STORE_AVAILABLE.set(1)
+            return

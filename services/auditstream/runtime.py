@@ -1,0 +1,120 @@
+"""Running the services: processor and API in one process (embedded) or either alone.
+
+chDB allows one ClickHouse engine per process, so on the embedded default the
+processor and the API must share a process, an event loop and a ``Store``. With a
+ClickHouse server (``http://...``) each can also run alone and scale on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from auditstream.config import Settings
+from auditstream.kafka_admin import ensure_topics
+from auditstream.processor.service import Processor
+from auditstream.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``run_services`` owns shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Running:
+    settings: Settings
+    store: Store
+    processor: Processor | None
+    api_url: str | None
+
+
+async def run_services(
+    settings: Settings,
+    *,
+    api: bool = True,
+    processor: bool = True,
+    on_started: Callable[[Running], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Start what is asked, call ``on_started``, run until SIGINT/SIGTERM (or ``stop``), stop in order."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    store = Store(
+        settings.resolved_clickhouse_dsn, settings.clickhouse_database, retention_days=settings.retention_days
+    )
+    await asyncio.to_thread(store.open)
+    log.info("store open", extra={"dsn": _redact_dsn(settings.resolved_clickhouse_dsn)})
+
+    proc: Processor | None = None
+    server: _Server | None = None
+    serve_task: asyncio.Task[None] | None = None
+    try:
+        if processor:
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                {settings.topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions},
+            )
+            proc = Processor(settings, store)
+            await proc.start()
+        api_url = None
+        if api:
+            from auditstream.api.app import create_app
+
+            app = create_app(settings, store, readiness=proc.readiness if proc else None)
+            config = uvicorn.Config(
+                app,
+                host=settings.api_host,
+                port=settings.api_port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+            server = _Server(config)
+            serve_task = asyncio.create_task(server.serve())
+            while not server.started:
+                if serve_task.done():
+                    await serve_task  # re-raises the start-up error (port taken, ...)
+                    raise RuntimeError("API server stopped during start-up")
+                await asyncio.sleep(0.05)
+            api_url = f"http://{settings.api_host}:{settings.api_port}"
+            log.info("API listening", extra={"url": api_url})
+        if on_started:
+            await on_started(Running(settings, store, proc, api_url))
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if serve_task:
+            waiters.append(serve_task)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        log.info("stopping")
+        if server and serve_task:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await serve_task
+        if proc:
+            await proc.stop()
+        await asyncio.to_thread(store.close)
+        log.info("stopped")
+
+
+def _redact_dsn(dsn: str) -> str:
+    """Never log a password that is part of a DSN."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return dsn
