@@ -60,8 +60,13 @@ prepare() {
 }
 
 java_cluster_id() {
-  # A Kafka cluster id is 16 random bytes, base64url without padding.
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+  # A Kafka cluster id is 16 random bytes, base64url without padding. One that starts
+  # with "-" would be read as an option by the storage tool, so draw again.
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    case "$id" in -*) ;; *) echo "$id"; return ;; esac
+  done
 }
 
 java_cmd=(java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Djava.awt.headless=true

@@ -1,0 +1,1 @@
+"""Demo data: realistic audit events (:mod:`.generator`) and malformed messages (:mod:`.malformed`)."""

@@ -1,0 +1,50 @@
+"""``auditstream migrate``: apply the numbered ClickHouse migrations.
+
+Operators run it before (or instead of) letting services migrate on start; ``--dry-run``
+shows exactly the SQL that would run, with placeholders substituted, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def migrate(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the SQL of pending migrations; apply nothing.")
+    ] = False,
+    dsn: Annotated[str | None, typer.Option("--dsn", help="ClickHouse DSN (default: settings).")] = None,
+    database: Annotated[str | None, typer.Option("--database", help="Database (default: settings).")] = None,
+) -> None:
+    """Apply pending ClickHouse schema migrations."""
+    from auditstream.config import get_settings
+    from auditstream.store.client import create_client
+    from auditstream.store.errors import StoreError
+    from auditstream.store.migrations import apply_migrations
+
+    settings = get_settings()
+    target_dsn = dsn or settings.resolved_clickhouse_dsn
+    target_db = database or settings.clickhouse_database
+    client = create_client(target_dsn)
+    try:
+        labels = apply_migrations(
+            client,
+            target_db,
+            settings.schemas_dir,
+            settings.retention_days,
+            dry_run=dry_run,
+            echo=typer.echo if dry_run else None,
+        )
+    except (StoreError, ValueError) as exc:
+        typer.echo(f"migrate failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    if not labels:
+        typer.echo(f"{target_db}: up to date")
+    elif dry_run:
+        typer.echo(f"-- {target_db}: would apply {', '.join(labels)}")
+    else:
+        typer.echo(f"{target_db}: applied {', '.join(labels)}")

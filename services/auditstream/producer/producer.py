@@ -1,0 +1,318 @@
+"""The asyncio audit-event producer (the Python SDK).
+
+Usage::
+
+    from auditstream.producer import AuditProducer
+
+    async with AuditProducer(bootstrap="127.0.0.1:9092", topic="audit.events") as producer:
+        event_id = await producer.emit(
+            {
+                "occurred_at": "2026-03-10T15:43:21+05:30",
+                "tenant_id": "acme",
+                "action": "scan.created",
+                "actor": {"id": "u-42", "type": "user", "email": "ana@acme.example"},
+                "resource": {"type": "scan", "id": "scan-7", "name": "test-credit-2"},
+            }
+        )
+        # ... many more emits; they are batched (linger_ms) and sent in the background.
+    # leaving the block flushes: every emitted event is acknowledged by the broker or an error is raised.
+
+Guarantees and why:
+
+* every event is validated against the v1 contract *before* anything is sent:
+  a bad event raises :class:`~auditstream.events.validation.InvalidEvent`
+  naming the field, and never reaches the topic (or the DLQ);
+* the record key is the tenant id, so the default (murmur2) partitioner puts
+  all of a tenant's events in one partition, in emit order;
+* ``event_id`` is assigned (UUIDv7) *before* the first send attempt and is part
+  of the record value, so a retried record carries the same id and the
+  processor can drop duplicates by id; the idempotent producer (``acks=all``)
+  additionally prevents the broker from writing a retried batch twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from pydantic import BaseModel
+
+from auditstream.config import Settings
+from auditstream.events.ids import uuid7
+from auditstream.events.model import AuditEvent
+from auditstream.events.validation import InvalidEvent, parse_event
+from auditstream.producer.errors import BrokerUnavailable, DeliveryFailed, ProducerClosed
+
+log = logging.getLogger(__name__)
+
+EventLike = Mapping[str, Any] | AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """A validated event ready for Kafka: its id, record key and record value."""
+
+    event_id: uuid.UUID
+    key: bytes
+    value: bytes
+
+
+def encode_event(event: EventLike) -> EncodedEvent:
+    """Validate ``event`` and encode it as the Kafka record the processor expects.
+
+    The record value is compact JSON (orjson) of the event with ``event_id``
+    assigned (UUIDv7) when missing, and it is *exactly the bytes that were
+    validated* by :func:`~auditstream.events.validation.parse_event` — the
+    function the processor runs on every message — so a record the SDK sends
+    cannot be rejected by the processor (the same rules, the same bytes, the
+    same 64 KiB limit). Validating the bytes also avoids a second
+    serialisation of the validated model, which would cost about as much as
+    the validation itself. Normalisation (UTC, milliseconds, canonical IP) is
+    the processor's job, as for events from any other Kafka client.
+
+    Raises :class:`InvalidEvent` naming the field when the event breaks the v1
+    contract. Pure and thread-safe: the synchronous producer calls it on the
+    caller's thread.
+    """
+    if isinstance(event, BaseModel):
+        obj: Mapping[str, Any] = event.model_dump(mode="json", exclude_none=True)
+    elif isinstance(event, Mapping):
+        obj = event
+    else:
+        raise _invalid(
+            "", f"an event must be a mapping or an AuditEvent, not {type(event).__name__}", "not_object"
+        )
+    if obj.get("event_id") is None:
+        # Assigned here, once, so that every retry of this record carries the same id.
+        obj = {**obj, "event_id": uuid7()}
+    try:
+        value = orjson.dumps(obj, default=_jsonable)
+    except TypeError as exc:  # orjson.JSONEncodeError: NaN, non-str keys, unknown types
+        raise _invalid("", f"not representable as JSON: {exc}", "not_serializable") from None
+    validated = parse_event(value)
+    assert validated.event_id is not None  # present in the bytes, so present after validation
+    return EncodedEvent(event_id=validated.event_id, key=validated.tenant_id.encode(), value=value)
+
+
+def _jsonable(value: Any) -> Any:
+    """orjson fallback for what a caller may reasonably nest in an event dict."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
+
+
+def _invalid(field: str, message: str, type_: str) -> InvalidEvent:
+    return InvalidEvent([{"field": field, "message": message, "type": type_}])
+
+
+class AuditProducer:
+    """Validates audit events and publishes them to Kafka (asyncio).
+
+    Parameters default from :class:`~auditstream.config.Settings`
+    (``AUDITSTREAM_KAFKA_BOOTSTRAP``, ``AUDITSTREAM_TOPIC``).
+
+    * ``linger_ms`` — how long the client waits to fill a batch; a few
+      milliseconds of latency buy much higher throughput.
+    * ``max_batch_size`` — bytes per partition batch (aiokafka's default, 16 KiB,
+      holds only a few dozen events).
+    * ``start_timeout`` — how long ``start()`` keeps trying to reach the broker
+      before raising :class:`BrokerUnavailable` (a broker that is still starting
+      is normal in development and CI).
+
+    One instance belongs to the event loop that started it. For plain
+    synchronous code use :class:`~auditstream.producer.SyncAuditProducer`.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | None = None,
+        topic: str | None = None,
+        *,
+        linger_ms: int = 10,
+        max_batch_size: int = 256 * 1024,
+        compression_type: str | None = None,
+        client_id: str = "auditstream-producer",
+        request_timeout_ms: int = 30_000,
+        start_timeout: float = 60.0,
+        settings: Settings | None = None,
+    ) -> None:
+        if bootstrap is None or topic is None:
+            settings = settings or Settings()
+            bootstrap = bootstrap or settings.kafka_bootstrap
+            topic = topic or settings.topic
+        self.bootstrap: str = bootstrap
+        self.topic: str = topic
+        self._linger_ms = linger_ms
+        self._max_batch_size = max_batch_size
+        self._compression_type = compression_type
+        self._client_id = client_id
+        self._request_timeout_ms = request_timeout_ms
+        self._start_timeout = start_timeout
+        self._producer: AIOKafkaProducer | None = None
+        # Failures of records enqueued by emit(), reported by the next flush().
+        self._failures: list[tuple[uuid.UUID, BaseException]] = []
+        self._unacked = 0
+        self._all_acked = asyncio.Event()  # set while no emitted record awaits its ack
+        self._all_acked.set()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the broker, retrying until ``start_timeout`` has passed."""
+        if self._producer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._start_timeout
+        delay = 0.2
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self._linger_ms,
+                max_batch_size=self._max_batch_size,
+                compression_type=self._compression_type,
+                request_timeout_ms=self._request_timeout_ms,
+            )
+            remaining = deadline - loop.time()
+            try:
+                await asyncio.wait_for(producer.start(), timeout=max(remaining, 0.1))
+            except (KafkaConnectionError, TimeoutError) as exc:
+                await producer.stop()
+                if loop.time() >= deadline:
+                    raise BrokerUnavailable(
+                        f"Kafka broker at {self.bootstrap} did not answer within {self._start_timeout:g} s: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                log.info(
+                    "broker at %s not reachable yet (%s); retrying in %.1f s", self.bootstrap, exc, delay
+                )
+                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
+                delay = min(delay * 2, 2.0)
+            except BaseException:
+                await producer.stop()
+                raise
+            else:
+                self._producer = producer
+                return
+
+    async def flush(self) -> None:
+        """Wait until every emitted event is acknowledged by the broker.
+
+        Raises :class:`DeliveryFailed` listing the events that were not (each
+        failure is reported once).
+        """
+        producer = self._require_started()
+        await producer.flush()
+        # Batch futures resolve before the per-record callbacks have run; wait for those too.
+        await self._all_acked.wait()
+        self._raise_failures()
+
+    async def close(self) -> None:
+        """Flush, then disconnect. Raises :class:`DeliveryFailed` after disconnecting if a record failed."""
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._producer = None
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            await self.close()
+            return
+        # An error is already propagating: still deliver what was emitted, but never mask that error.
+        try:
+            await self.close()
+        except Exception:
+            log.exception("closing the audit producer after an error failed")
+
+    # -- emitting ----------------------------------------------------------------
+
+    async def emit(self, event: EventLike) -> uuid.UUID:
+        """Validate ``event`` and enqueue it; return its ``event_id`` (assigned when missing).
+
+        Returns once the record is in the client's batch buffer (it waits only
+        when that buffer is full — back-pressure). Delivery happens in the
+        background; use :meth:`flush` (or leave the ``async with`` block) to
+        wait for the acknowledgements, or :meth:`emit_and_wait` for one event.
+
+        Raises :class:`InvalidEvent` (and sends nothing) when the event is invalid.
+        """
+        return await self._send_encoded(encode_event(event))
+
+    async def emit_and_wait(self, event: EventLike) -> uuid.UUID:
+        """Like :meth:`emit`, but return only once the broker has acknowledged the record.
+
+        Raises :class:`DeliveryFailed` when the broker does not acknowledge it.
+        """
+        encoded = encode_event(event)
+        future = await self._send_record(encoded)
+        try:
+            await future
+        except KafkaError as exc:
+            raise DeliveryFailed([(encoded.event_id, exc)]) from exc
+        return encoded.event_id
+
+    async def _send_record(self, encoded: EncodedEvent) -> asyncio.Future[Any]:
+        """Enqueue an already validated record; the future resolves on the broker's ack.
+
+        Private on purpose: it sends whatever bytes it is given. Only
+        :func:`encode_event` output reaches it (here and in the sync producer).
+        """
+        producer = self._require_started()
+        return await producer.send(self.topic, encoded.value, key=encoded.key)
+
+    async def _send_encoded(self, encoded: EncodedEvent) -> uuid.UUID:
+        """Enqueue a validated record; a delivery failure is reported by the next flush()."""
+        future = await self._send_record(encoded)
+        self._unacked += 1
+        self._all_acked.clear()
+        future.add_done_callback(functools.partial(self._on_delivery, encoded.event_id))
+        return encoded.event_id
+
+    def _on_delivery(self, event_id: uuid.UUID, future: asyncio.Future[Any]) -> None:
+        self._unacked -= 1
+        if not self._unacked:
+            self._all_acked.set()
+        if future.cancelled():
+            self._failures.append((event_id, asyncio.CancelledError("send cancelled")))
+            return
+        exc = future.exception()  # retrieving it also silences "exception never retrieved"
+        if exc is not None:
+            log.error("audit event %s was not delivered: %r", event_id, exc)
+            self._failures.append((event_id, exc))
+
+    def _raise_failures(self) -> None:
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise DeliveryFailed(failures)
+
+    def _require_started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise ProducerClosed(
+                "the producer is not started: use 'async with AuditProducer(...)' or start()"
+            )
+        return self._producer

@@ -1,0 +1,115 @@
+"""Event filters and their translation to a parameterised WHERE clause.
+
+Values never enter the SQL text: ``build_where`` emits clickhouse-connect server-side
+placeholders (``{name:Type}``) and returns the values beside them, so the engine parses
+them as typed data. Only fixed column names and operators are written into the SQL.
+Each filter is one clause in a list, ANDed together; later filters (source IP or CIDR,
+free text) add a clause without touching the others.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EventFilter", "build_where", "split_actions"]
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DT64 = "DateTime64(3, 'UTC')"
+
+# An action wildcard is a dotted prefix followed by ".*" (``config.*``); "*" alone is "any".
+_PREFIX = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*\.\*$")
+
+
+@dataclass(slots=True)
+class EventFilter:
+    """What to select; every set field narrows the result.
+
+    ``since`` is inclusive and ``until`` exclusive, so adjacent windows never share an
+    event. Both must be timezone-aware: a naive datetime has no defined instant.
+    ``actors`` and ``actions`` match any of their values; an action ending in ``.*``
+    matches every action under that prefix.
+    """
+
+    tenant_id: str
+    since: datetime | None = None
+    until: datetime | None = None
+    actors: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    resource_type: str | None = None
+    resource_id: str | None = None
+    outcome: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tenant_id:
+            raise ValueError("tenant_id is required")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+                raise ValueError(f"{name} must be a timezone-aware datetime")
+        split_actions(self.actions)  # reject malformed wildcards early, where the caller can tell
+
+
+def split_actions(actions: list[str]) -> tuple[list[str], list[str], bool]:
+    """Split ``actions`` into (exact values, prefixes including the trailing dot, match-all)."""
+    exact: list[str] = []
+    prefixes: list[str] = []
+    match_all = False
+    for action in actions:
+        if action == "*":
+            match_all = True
+        elif action.endswith("*"):
+            if not _PREFIX.match(action):
+                raise ValueError(f"action wildcard must look like 'prefix.*': {action!r}")
+            prefixes.append(action[:-1])
+        elif "*" in action:
+            raise ValueError(f"'*' is only allowed as a trailing '.*': {action!r}")
+        else:
+            exact.append(action)
+    return exact, prefixes, match_all
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def build_where(f: EventFilter) -> tuple[str, dict[str, Any]]:
+    """Return ``(sql, params)``: a WHERE body (without the keyword) and its parameters.
+
+    Parameter names start with ``f_`` so callers can add their own (keyset, limit)
+    without collisions.
+    """
+    clauses: list[str] = ["tenant_id = {f_tenant:String}"]
+    params: dict[str, Any] = {"f_tenant": f.tenant_id}
+    if f.since is not None:
+        clauses.append(f"occurred_at >= {{f_since:{DT64}}}")
+        params["f_since"] = _utc(f.since)
+    if f.until is not None:
+        clauses.append(f"occurred_at < {{f_until:{DT64}}}")
+        params["f_until"] = _utc(f.until)
+    if f.actors:
+        clauses.append("actor_id IN {f_actors:Array(String)}")
+        params["f_actors"] = list(f.actors)
+    if f.actions:
+        exact, prefixes, match_all = split_actions(f.actions)
+        if not match_all:
+            alternatives: list[str] = []
+            if exact:
+                # IN over the exact values lets the set index on action skip granules.
+                alternatives.append("action IN {f_actions:Array(String)}")
+                params["f_actions"] = exact
+            for i, prefix in enumerate(prefixes):
+                alternatives.append(f"startsWith(action, {{f_action_prefix_{i}:String}})")
+                params[f"f_action_prefix_{i}"] = prefix
+            clauses.append("(" + " OR ".join(alternatives) + ")")
+    if f.resource_type is not None:
+        clauses.append("resource_type = {f_resource_type:String}")
+        params["f_resource_type"] = f.resource_type
+    if f.resource_id is not None:
+        clauses.append("resource_id = {f_resource_id:String}")
+        params["f_resource_id"] = f.resource_id
+    if f.outcome is not None:
+        clauses.append("outcome = {f_outcome:String}")
+        params["f_outcome"] = f.outcome
+    return " AND ".join(clauses), params
