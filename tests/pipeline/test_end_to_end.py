@@ -49,6 +49,7 @@ class Loaded:
     events: list[dict[str, Any]]
     malformed: list[tuple[bytes, str]]
     readers: dict[str, str]
+    exporters: dict[str, str]
     seconds: float
 
     def by_tenant(self, tenant: str) -> list[dict[str, Any]]:
@@ -126,7 +127,8 @@ def loaded(kafka_bootstrap: str, clickhouse_dsn: str) -> Iterator[Loaded]:
         )
         keys = KeyStore(pipeline.data_dir / "keys.sqlite3")
         readers = {t: keys.create(t, Role.READER, name=f"e2e {t}").token for t in TENANTS}
-        yield Loaded(pipeline, topics, events, malformed, readers, seconds)
+        exporters = {t: keys.create(t, Role.EXPORTER, name=f"e2e export {t}").token for t in TENANTS}
+        yield Loaded(pipeline, topics, events, malformed, readers, exporters, seconds)
 
 
 # --- helpers -------------------------------------------------------------------
@@ -134,10 +136,11 @@ WINDOW = {"since": "-30d"}
 
 
 def _get(loaded: Loaded, tenant: str, path: str, **params: Any) -> httpx.Response:
+    keys = loaded.exporters if path.startswith("/v1/export") else loaded.readers
     return httpx.get(
         f"{loaded.pipeline.url}{path}",
         params={**WINDOW, **params},
-        headers={"Authorization": f"Bearer {loaded.readers[tenant]}"},
+        headers={"Authorization": f"Bearer {keys[tenant]}"},
         timeout=30,
     )
 
@@ -230,6 +233,7 @@ def test_a_tenant_key_never_sees_another_tenant(loaded: Loaded) -> None:
     assert _get(loaded, "globex", f"/v1/events/{some_acme}").status_code == 404
     assert _get(loaded, "acme", f"/v1/events/{some_acme}").status_code == 200
     export = _get(loaded, "globex", "/v1/export", format="ndjson")
+    assert export.status_code == 200, export.text
     assert not acme_ids & {json.loads(line)["event_id"] for line in export.text.splitlines() if line}
 
 

@@ -15,18 +15,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Sub-commands (one module each under auditstream/cli/).
-# register: emit
-from auditstream.cli.keys import app as keys_app  # noqa: E402
-app.add_typer(keys_app, name="keys")
-from auditstream.cli import migrate  # noqa: E402
+# Sub-commands: one module each under auditstream/cli/.
+from auditstream.cli import demo, emit, keys, migrate, run  # noqa: E402
 
+app.command("run")(run.run)
+app.command("processor")(run.processor)
+app.command("api")(run.api)
 app.command("migrate")(migrate.migrate)
-from auditstream.cli import run as _run  # noqa: E402
-
-app.command("run")(_run.run)
-app.command("processor")(_run.processor)
-app.command("api")(_run.api)
+app.command("emit")(emit.emit)
+app.command("demo")(demo.demo)
+app.add_typer(keys.app, name="keys")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,72 @@
+"""The FastAPI application factory.
+
+``create_app`` wires settings, an opened ``Store``, the key store, metrics and the
+routers together and returns the app. It never opens or closes the store: the
+caller owns it, because in embedded mode (chDB) the processor and the API share
+one process and one engine, and only the caller knows when both are done::
+
+    store = Store(settings.resolved_clickhouse_dsn, settings.clickhouse_database,
+                  settings.retention_days)
+    store.open()
+    app = create_app(settings, store, readiness=processor.readiness)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
+    store.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+import auditstream
+from auditstream.api.errors import ErrorMiddleware, install_error_handlers
+from auditstream.api.keys import CachedVerifier, KeyStore
+from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
+from auditstream.api.routes import events, export, health
+from auditstream.config import Settings
+from auditstream.store import Store
+
+__all__ = ["KEY_CACHE_SECONDS", "create_app"]
+
+# How long a verified (or refused) key is remembered: the most a revoked key keeps working.
+KEY_CACHE_SECONDS = 2.0
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    *,
+    readiness: Callable[[], dict[str, Any]] | None = None,
+) -> FastAPI:
+    """Build the query API over an opened ``store``.
+
+    ``readiness`` is the processor's status callback in embedded mode, e.g.
+    ``lambda: {"processor": "running", "ready": True}``; ``/readyz`` fails while it
+    reports ``ready`` false.
+    """
+    app = FastAPI(
+        title="auditstream",
+        version=getattr(auditstream, "__version__", "0.1.0"),
+        description="Query API of the auditstream audit log. Send `Authorization: Bearer <key>`.",
+    )
+    keys = KeyStore(settings.resolved_keys_path)
+    metrics = ApiMetrics()
+    app.state.settings = settings
+    app.state.store = store
+    app.state.keys = keys
+    app.state.verifier = CachedVerifier(keys, ttl_seconds=KEY_CACHE_SECONDS)
+    app.state.readiness = readiness
+    app.state.metrics = metrics
+
+    install_error_handlers(app)
+    # add_middleware wraps: the last added runs first. Metrics outside errors, so the
+    # 500s that ErrorMiddleware produces are counted too.
+    app.add_middleware(ErrorMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    app.include_router(events.router)
+    app.include_router(export.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,247 @@
+"""FastAPI dependencies, exposed as ``Annotated`` aliases.
+
+Dependencies that only compute are ``async def``: FastAPI runs a sync dependency in
+the thread pool, and a pool hop per dependency per request is measurable latency.
+Only ``current_key`` (which may read SQLite) stays a plain ``def``.
+
+Routes declare what they need (``store: StoreDep``, ``key: ReaderKey``,
+``tenant: TenantDep``) and never reach into ``app.state`` themselves. Everything a
+dependency hands out was put on ``app.state`` by ``create_app``: the app owns no
+global state, so several apps (tests, embedded mode) can live in one process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query, Request
+
+from auditstream.api.errors import BadRequest, Forbidden, Unauthorized
+from auditstream.api.keys import ApiKey, CachedVerifier, Role
+from auditstream.api.timeparse import parse_time
+from auditstream.config import Settings
+from auditstream.store import EventFilter, Store
+
+__all__ = [
+    "AdminKey",
+    "CurrentKey",
+    "ExporterKey",
+    "FiltersDep",
+    "ReaderKey",
+    "SettingsDep",
+    "StoreDep",
+    "TenantDep",
+    "require_role",
+]
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+async def get_verifier(request: Request) -> CachedVerifier:
+    return request.app.state.verifier
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+VerifierDep = Annotated[CachedVerifier, Depends(get_verifier)]
+
+
+def current_key(request: Request, verifier: VerifierDep) -> ApiKey:
+    """The key from ``Authorization: Bearer <key>``; 401 when absent, malformed, unknown or revoked.
+
+    A plain ``def`` so FastAPI runs it in the thread pool: a cache miss reads SQLite.
+    The messages do not distinguish unknown from revoked keys on purpose.
+    """
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized("malformed Authorization header; expected 'Bearer <api key>'")
+    key = verifier.verify(token)
+    if key is None:
+        raise Unauthorized("invalid or revoked API key")
+    request.state.api_key = key  # for access logs
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def require_role(role: Role) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+    """A dependency that passes the current key on when its role is at least ``role``."""
+
+    async def dependency(key: CurrentKey) -> ApiKey:
+        if not key.role.allows(role):
+            raise Forbidden(f"this operation needs the {role.value} role; the key has {key.role.value}")
+        return key
+
+    dependency.__name__ = f"require_{role.value}"
+    return dependency
+
+
+ReaderKey = Annotated[ApiKey, Depends(require_role(Role.READER))]
+ExporterKey = Annotated[ApiKey, Depends(require_role(Role.EXPORTER))]
+AdminKey = Annotated[ApiKey, Depends(require_role(Role.ADMIN))]
+
+
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+async def resolve_tenant(
+    key: CurrentKey,
+    tenant: Annotated[
+        str | None,
+        Query(
+            max_length=64, description="Admin keys only: query another tenant. Defaults to the key's tenant."
+        ),
+    ] = None,
+) -> str:
+    """The tenant a request reads: always the key's, unless an admin key picks another one."""
+    if tenant is None or tenant == key.tenant_id:
+        return key.tenant_id
+    if key.role is not Role.ADMIN:
+        raise Forbidden("this key may only read its own tenant", field="tenant")
+    if not _TENANT_RE.match(tenant):
+        raise BadRequest("tenant: not a valid tenant id", field="tenant")
+    return tenant
+
+
+TenantDep = Annotated[str, Depends(resolve_tenant)]
+
+
+# --- event filters shared by /v1/events and /v1/export -----------------------
+
+# The event contract's action rule, and its prefix-wildcard form (`config.*`, `user.login.*`).
+_ACTION_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+_ACTION_PREFIX_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*\.\*$")
+MAX_VALUES = 100  # per repeatable parameter: keeps the generated SQL small
+DEFAULT_WINDOW = timedelta(days=7)
+
+Outcome = Literal["success", "failure", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFilters:
+    """The filter parameters of one request, validated but with the time window unresolved.
+
+    The window stays as text until a route resolves it, because a cursor may pin it
+    to the window of the first page (see ``cursor.py``); ``raw`` is what the
+    cursor's filter hash covers.
+    """
+
+    since: str | None
+    until: str | None
+    actors: list[str]
+    actions: list[str]
+    resource_type: str | None
+    resource_id: str | None
+    outcome: str | None
+
+    @property
+    def raw(self) -> dict[str, str | list[str] | None]:
+        return {
+            "since": self.since,
+            "until": self.until,
+            "actor": self.actors,
+            "action": self.actions,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "outcome": self.outcome,
+        }
+
+    def resolve_window(self, now: datetime, max_window_days: int) -> tuple[datetime, datetime]:
+        """(since, until) in UTC; default: the 7 days up to now. 400 naming the faulty bound."""
+        try:
+            until = parse_time(self.until, now=now) if self.until else now
+        except ValueError as exc:
+            raise BadRequest(f"until: {exc}", field="until") from None
+        try:
+            since = parse_time(self.since, now=now) if self.since else until - DEFAULT_WINDOW
+        except ValueError as exc:
+            raise BadRequest(f"since: {exc}", field="since") from None
+        check_window(since, until, max_window_days)
+        return since, until
+
+    def to_event_filter(self, tenant_id: str, since: datetime, until: datetime) -> EventFilter:
+        return EventFilter(
+            tenant_id=tenant_id,
+            since=since,
+            until=until,
+            actors=list(self.actors),
+            actions=list(self.actions),
+            resource_type=self.resource_type,
+            resource_id=self.resource_id,
+            outcome=self.outcome,
+        )
+
+
+def check_window(since: datetime, until: datetime, max_window_days: int) -> None:
+    if since >= until:
+        raise BadRequest("since: must be earlier than until", field="since")
+    if until - since > timedelta(days=max_window_days):
+        raise BadRequest(
+            f"since: the time window may span at most {max_window_days} days; narrow since/until",
+            field="since",
+        )
+
+
+def _check_count(name: str, values: list[str]) -> None:
+    if len(values) > MAX_VALUES:
+        raise BadRequest(f"{name}: at most {MAX_VALUES} values", field=name)
+
+
+async def query_filters(
+    since: Annotated[
+        str | None,
+        Query(max_length=64, description="RFC 3339 with offset, relative (-24h, -30m, -7d) or `now`."),
+    ] = None,
+    until: Annotated[
+        str | None, Query(max_length=64, description="Same forms as `since`; default now.")
+    ] = None,
+    actor: Annotated[list[str] | None, Query(description="Actor id; repeat for several.")] = None,
+    action: Annotated[
+        list[str] | None,
+        Query(description="Exact (`user.login`) or prefix (`config.*`); repeat or comma-separate."),
+    ] = None,
+    resource_type: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    resource_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
+) -> QueryFilters:
+    actors = [a for a in (actor or []) if a]
+    _check_count("actor", actors)
+    for a in actors:
+        if len(a) > 256:
+            raise BadRequest("actor: at most 256 characters", field="actor")
+    actions = [part.strip() for value in (action or []) for part in value.split(",") if part.strip()]
+    _check_count("action", actions)
+    for a in actions:
+        if len(a) > 128 or not (_ACTION_RE.match(a) or _ACTION_PREFIX_RE.match(a)):
+            raise BadRequest(
+                f"action: {a[:40]!r} is neither an action (scan.created) nor a prefix (config.*)",
+                field="action",
+            )
+    return QueryFilters(
+        since=since,
+        until=until,
+        # Sorted and deduplicated: the same filter written in another order is the same query.
+        actors=sorted(set(actors)),
+        actions=sorted(set(actions)),
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+    )
+
+
+FiltersDep = Annotated[QueryFilters, Depends(query_filters)]

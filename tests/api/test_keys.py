@@ -1,0 +1,149 @@
+"""API keys: the SQLite key store, the verification cache and the `auditstream keys` CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from auditstream.api.keys import CachedVerifier, KeyStore, Role, parse_token
+from auditstream.cli.main import app as cli_app
+
+TOKEN_RE = re.compile(r"^ask_([0-9a-f]{16})_([A-Za-z0-9_-]+)$")
+
+
+@pytest.fixture
+def keystore(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys.sqlite3")
+
+
+def test_create_verify_revoke(keystore: KeyStore) -> None:
+    new = keystore.create("acme", Role.EXPORTER, "siem")
+    m = TOKEN_RE.match(new.token)
+    assert m and m.group(1) == new.key.key_id
+    key = keystore.verify(new.token)
+    assert key is not None
+    assert (key.key_id, key.tenant_id, key.role, key.name) == (new.key.key_id, "acme", Role.EXPORTER, "siem")
+    assert key.revoked_at is None
+    assert keystore.revoke(new.key.key_id) is True
+    assert keystore.verify(new.token) is None
+    got = keystore.get(new.key.key_id)
+    assert got is not None and got.revoked_at is not None
+    assert keystore.revoke("0000000000000000") is False
+
+
+def test_only_the_hash_is_stored(keystore: KeyStore) -> None:
+    new = keystore.create("acme", Role.READER)
+    secret = new.token.split("_", 2)[2]
+    raw = keystore.path.read_bytes()
+    for suffix in ("-wal",):
+        p = Path(str(keystore.path) + suffix)
+        if p.exists():
+            raw += p.read_bytes()
+    assert secret.encode() not in raw
+    with sqlite3.connect(keystore.path) as conn:
+        (stored,) = conn.execute("SELECT secret_hash FROM api_keys").fetchone()
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+    assert stored == hashlib.sha256(secret.encode()).hexdigest()
+    assert mode == "wal"
+
+
+def test_wrong_secret_and_malformed_tokens(keystore: KeyStore) -> None:
+    new = keystore.create("acme", Role.ADMIN)
+    key_id, secret = new.token.split("_", 2)[1:]
+    flipped = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    for token in (f"ask_{key_id}_{flipped}", f"ask_{key_id}_", "", "ask_", new.token + " ", "x" + new.token):
+        assert keystore.verify(token) is None
+    assert parse_token(new.token) == (key_id, secret)
+
+
+def test_roles_are_ordered() -> None:
+    assert Role.ADMIN.allows(Role.EXPORTER) and Role.EXPORTER.allows(Role.READER)
+    assert not Role.READER.allows(Role.EXPORTER) and not Role.EXPORTER.allows(Role.ADMIN)
+
+
+def test_invalid_tenant_or_role_refused(keystore: KeyStore) -> None:
+    with pytest.raises(ValueError):
+        keystore.create("bad tenant", Role.READER)
+    with pytest.raises(ValueError):
+        keystore.create("acme", "root")
+
+
+def test_second_keystore_on_same_file_sees_changes(tmp_path: Path) -> None:
+    # The CLI and the server are two processes with their own connections to one file.
+    server, cli = KeyStore(tmp_path / "k.sqlite3"), KeyStore(tmp_path / "k.sqlite3")
+    new = cli.create("acme", Role.READER)
+    assert server.verify(new.token) is not None
+    cli.revoke(new.key.key_id)
+    assert server.verify(new.token) is None
+
+
+def test_cache_bounds_how_long_a_revoked_key_works(keystore: KeyStore) -> None:
+    now = [0.0]
+    verifier = CachedVerifier(keystore, ttl_seconds=2.0, clock=lambda: now[0])
+    new = keystore.create("acme", Role.READER)
+    assert verifier.verify(new.token) is not None
+    keystore.revoke(new.key.key_id)
+    now[0] = 1.9
+    assert verifier.verify(new.token) is not None  # cached
+    now[0] = 2.01
+    assert verifier.verify(new.token) is None
+
+
+def test_cache_ttl_may_not_exceed_five_seconds(keystore: KeyStore) -> None:
+    with pytest.raises(ValueError):
+        CachedVerifier(keystore, ttl_seconds=30)
+
+
+def test_cache_is_bounded(keystore: KeyStore) -> None:
+    verifier = CachedVerifier(keystore, max_entries=10)
+    for i in range(25):
+        assert verifier.verify(f"ask_{i:016x}_{'x' * 43}") is None
+    assert len(verifier._cache) <= 10
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def test_cli_create_list_revoke(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = tmp_path / "cli-keys.sqlite3"
+    env = {"AUDITSTREAM_KEYS_PATH": str(path), "AUDITSTREAM_DATA_DIR": str(tmp_path)}
+
+    r = runner.invoke(
+        cli_app, ["keys", "create", "--tenant", "acme", "--role", "exporter", "--name", "splunk"], env=env
+    )
+    assert r.exit_code == 0, r.output
+    token = r.stdout.strip()
+    assert TOKEN_RE.match(token), r.stdout  # stdout holds only the key
+    store = KeyStore(path)
+    key = store.verify(token)
+    assert key is not None and key.tenant_id == "acme" and key.role is Role.EXPORTER and key.name == "splunk"
+
+    r = runner.invoke(cli_app, ["keys", "list"], env=env)
+    assert r.exit_code == 0
+    assert key.key_id in r.stdout and "splunk" in r.stdout and "exporter" in r.stdout
+    assert token.split("_", 2)[2] not in r.stdout  # never the secret
+
+    r = runner.invoke(cli_app, ["keys", "revoke", key.key_id], env=env)
+    assert r.exit_code == 0
+    assert store.verify(token) is None
+    r = runner.invoke(cli_app, ["keys", "list", "--active"], env=env)
+    assert key.key_id not in r.stdout
+
+    r = runner.invoke(cli_app, ["keys", "revoke", "0000000000000000"], env=env)
+    assert r.exit_code == 1
+
+
+def test_cli_rejects_bad_role_and_tenant(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"AUDITSTREAM_KEYS_PATH": str(tmp_path / "k.sqlite3")}
+    r = runner.invoke(cli_app, ["keys", "create", "--tenant", "acme", "--role", "root"], env=env)
+    assert r.exit_code == 2
+    r = runner.invoke(cli_app, ["keys", "create", "--tenant", "no spaces", "--role", "reader"], env=env)
+    assert r.exit_code == 2
+    assert not r.stdout.strip()
