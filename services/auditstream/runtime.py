@@ -73,10 +73,11 @@ async def run_services(
             proc = Processor(settings, store)
             await proc.start()
         api_url = None
-        if api:
+        # A processor alone still serves /healthz, /readyz and /metrics on the API port.
+        if api or proc:
             from auditstream.api.app import create_app
 
-            app = create_app(settings, store, readiness=proc.readiness if proc else None)
+            app = create_app(settings, store, readiness=proc.readiness if proc else None, query_routes=api)
             config = uvicorn.Config(
                 app,
                 host=settings.api_host,

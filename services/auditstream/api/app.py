@@ -39,12 +39,14 @@ def create_app(
     store: Store,
     *,
     readiness: Callable[[], dict[str, Any]] | None = None,
+    query_routes: bool = True,
 ) -> FastAPI:
     """Build the query API over an opened ``store``.
 
     ``readiness`` is the processor's status callback in embedded mode, e.g.
     ``lambda: {"processor": "running", "ready": True}``; ``/readyz`` fails while it
-    reports ``ready`` false.
+    reports ``ready`` false. ``query_routes=False`` serves only /healthz, /readyz
+    and /metrics: what a processor running alone exposes to its orchestrator.
     """
     app = FastAPI(
         title="auditstream",
@@ -66,7 +68,8 @@ def create_app(
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    app.include_router(events.router)
-    app.include_router(export.router)
+    if query_routes:
+        app.include_router(events.router)
+        app.include_router(export.router)
     app.include_router(health.router)
     return app

@@ -48,11 +48,11 @@ def run(
     asyncio.run(run_services(settings, on_started=on_started))
 
 
-def processor() -> None:
-    """The stream processor alone (use with a ClickHouse server; chDB wants ``run``)."""
+def processor(host: HostOpt = None, port: PortOpt = None) -> None:
+    """The stream processor alone, with /healthz, /readyz and /metrics on the port (chDB wants ``run``)."""
     from auditstream.runtime import run_services
 
-    settings = _settings(None, None)
+    settings = _settings(host, port)
     asyncio.run(run_services(settings, api=False))
 
 
