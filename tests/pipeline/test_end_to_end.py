@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -125,8 +127,28 @@ def loaded(kafka_bootstrap: str, clickhouse_dsn: str) -> Iterator[Loaded]:
             f"\nend to end: {N_MESSAGES} messages produced and stored/rejected in {seconds:.2f}s "
             f"({N_MESSAGES / seconds:,.0f}/s)"
         )
+        # Keys are made while the server runs: one with the CLI, as an operator would.
+        created = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "auditstream.cli.main",
+                "keys",
+                "create",
+                "--tenant",
+                "acme",
+                "--role",
+                "reader",
+            ],
+            env=pipeline.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         keys = KeyStore(pipeline.data_dir / "keys.sqlite3")
         readers = {t: keys.create(t, Role.READER, name=f"e2e {t}").token for t in TENANTS}
+        readers["acme"] = created.stdout.strip()
         exporters = {t: keys.create(t, Role.EXPORTER, name=f"e2e export {t}").token for t in TENANTS}
         yield Loaded(pipeline, topics, events, malformed, readers, exporters, seconds)
 

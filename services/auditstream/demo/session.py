@@ -73,7 +73,7 @@ def _banner(running: Running, tenant: str, reader: str, admin: str) -> None:
         "Try:",
         f"  curl -s -H 'Authorization: Bearer {reader}' '{url}/v1/events?limit=5'",
         f"  curl -s -H 'Authorization: Bearer {reader}' '{url}/v1/events?action=user.login_failed&since=-7d'",
-        f"  curl -s -H 'Authorization: Bearer {reader}' '{url}/v1/export?format=ndjson' | head",
+        f"  curl -s -H 'Authorization: Bearer {admin}' '{url}/v1/export?format=ndjson' | head",
         "",
     ]
     print("\n".join(lines), flush=True)
