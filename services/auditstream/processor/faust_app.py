@@ -29,9 +29,8 @@ def build_faust_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         producer_acks=-1,
-        # take_events() holds a whole batch; the stream buffer must be able to fill it.
-        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_events),
-        broker_max_poll_records=max(500, settings.batch_max_events),
+        # One getmany() can fill a whole batch (BatchFetcher, fetcher.py).
+        broker_max_poll_records=settings.batch_max_events,
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
     )

@@ -30,3 +30,8 @@ LAST_BATCH = Gauge(
     "auditstream_processor_last_batch_timestamp_seconds",
     "Unix time of the last batch committed to the store.",
 )
+CONSUMER_LAG = Gauge(
+    "auditstream_processor_consumer_lag",
+    "Messages in the partition after the last processed one (high watermark - position), per partition.",
+    ["partition"],
+)

@@ -1,12 +1,12 @@
-"""The processor's lifecycle: a faust agent that takes batches and hands them on.
+"""The processor's lifecycle: batches from faust's consumer, processed to the end, then acked.
 
-One agent, concurrency 1: events of one partition are processed in offset order.
-Faust acknowledges a ``take_events()`` batch when the loop asks for the next one
-*and* when the loop is torn down (an exception, a cancellation at shutdown). An
-audit log may only commit what it stored, so ``_process_safely`` never lets the
-loop be torn down with a batch that is not written: it finishes the batch, or
-it ends the process without a commit (the batch is then replayed at restart and
-de-duplicated by the store).
+``BatchFetcher`` (fetcher.py) reads batches from faust's consumer and calls
+``handle_batch``; it acknowledges the batch only when ``handle_batch`` returns,
+and faust commits only acknowledged offsets. So ``handle_batch`` must never
+return (or be torn down) with a batch that is not stored: it finishes the batch,
+or ends the process without a commit (the batch is then replayed at restart and
+de-duplicated by the store). One batch at a time: a partition's events are
+processed in offset order.
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
-from faust.types import EventT
+from faust.types import Message
 
 from auditstream.config import Settings
 from auditstream.processor import metrics
 from auditstream.processor.batch import KafkaMessage, ProcessedBatch, Rejected, process_batch
 from auditstream.processor.dlq import dead_letter
 from auditstream.processor.faust_app import build_faust_app
+from auditstream.processor.fetcher import BatchTransport
+from auditstream.processor.lag import record_lag
 from auditstream.processor.sink import ClickHouseSink
 from auditstream.store.store import Store
 
@@ -39,8 +40,7 @@ EXIT_SHUTDOWN_UNSTORED = 75
 SHUTDOWN_GRACE_SECONDS = 15.0
 
 
-def _message_of(event: EventT) -> KafkaMessage:
-    m = event.message
+def _message_of(m: Message) -> KafkaMessage:
     return KafkaMessage(
         topic=m.topic,
         partition=m.partition,
@@ -61,11 +61,18 @@ class Processor:
             initial_backoff=settings.write_retry_initial_seconds,
             max_backoff=settings.write_retry_max_seconds,
         )
+        self.batch_max_events = settings.batch_max_events
+        self.batch_max_seconds = settings.batch_max_seconds
         self.app = build_faust_app(settings)
-        self.topic = self.app.topic(settings.topic, key_type=bytes, value_type=bytes)
+        transport = BatchTransport(self.app.conf.broker_consumer, self.app)
+        transport.batch_handler = self
+        self.app.transport = transport
+        # Subscribing the topic (acks on) is what makes faust's consumer fetch it and
+        # commit the offsets this processor acknowledges.
+        self.topic = self.app.topic(settings.topic, key_type=bytes, value_type=bytes, acks=True)
+        self.app.topics.add(self.topic)
         self.state = "created"
         self.batches = 0
-        self.app.agent(self.topic, name="auditstream.processor", concurrency=1)(self._agent)
 
     # --- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -93,12 +100,10 @@ class Processor:
             "batches": self.batches,
         }
 
-    # --- the agent ---------------------------------------------------------------
-    async def _agent(self, stream: faust.StreamT) -> AsyncIterator[None]:
-        s = self.settings
-        async for events in stream.take_events(s.batch_max_events, within=s.batch_max_seconds):
-            await self._process_safely([_message_of(e) for e in events])
-        yield  # pragma: no cover - makes this an async generator, as faust expects of agents
+    # --- batches ----------------------------------------------------------------
+    async def handle_batch(self, messages: Sequence[Message]) -> None:
+        """Called by BatchFetcher; the batch is acknowledged when this returns."""
+        await self._process_safely([_message_of(m) for m in messages])
 
     async def _process_safely(self, messages: list[KafkaMessage]) -> None:
         task = asyncio.ensure_future(self.process(messages))
@@ -131,6 +136,7 @@ class Processor:
             await self._publish_dead_letters(rejected)
         self.batches += 1
         metrics.LAST_BATCH.set(time.time())
+        record_lag(self.app.consumer, messages)
 
     async def _store(
         self,
