@@ -2,8 +2,9 @@
 
 The steps compose in the order an audit log needs them (see ``agent.py``):
 
-    take a batch (size or time) -> process_batch (pure) -> publish rejects to the DLQ
-    -> write rows to the store (retry until accepted) -> let the stream acknowledge
+    take a batch from faust's consumer (size or time, fetcher.py) -> process_batch (pure)
+    -> write rows to the store (retry until accepted) -> publish rejects to the DLQ
+    -> acknowledge the batch (faust commits acknowledged offsets)
 
 Offsets are committed only after the last step, so a crash at any point replays
 the batch, and the store's de-duplication makes the replay harmless.
