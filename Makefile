@@ -36,6 +36,21 @@ fmt: $(STAMP)
 	$(BIN)/ruff format services tests
 	$(BIN)/ruff check --fix services tests
 
+## bench: every benchmark at full size on a local broker (started here on a free port unless
+## AUDITSTREAM_BENCH_KAFKA_BOOTSTRAP is set) and chDB; BENCH_ARGS e.g. "--rows 1000000"
+bench: setup
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	@set -euo pipefail; \
+	if [ -n "$${AUDITSTREAM_BENCH_KAFKA_BOOTSTRAP:-}" ]; then \
+	  exec $(BIN)/auditstream bench all $(BENCH_ARGS); \
+	fi; \
+	free_port() { $(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }; \
+	export KAFKA_PORT="$${BENCH_KAFKA_PORT:-$$(free_port)}" KAFKA_CONTROLLER_PORT="$$(free_port)"; \
+	export KAFKA_DATA_DIR="$$(mktemp -d -t auditstream-bench-kafka-XXXXXX)"; \
+	trap 'deploy/kafka/broker.sh stop; rm -rf "$$KAFKA_DATA_DIR"' EXIT; \
+	deploy/kafka/broker.sh start; \
+	AUDITSTREAM_BENCH_KAFKA_BOOTSTRAP="127.0.0.1:$$KAFKA_PORT" $(BIN)/auditstream bench all $(BENCH_ARGS)
+
 broker-start: setup
 	deploy/kafka/broker.sh start
 

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     dlq_topic: str = "audit.events.dlq"
     topic_partitions: int = Field(3, ge=1)
     consumer_group: str = "auditstream-processor"
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="max.message.bytes of the input topic (set when it is created) and the fetch size.",
+    )
 
     # --- ClickHouse ----------------------------------------------------------
     clickhouse_dsn: str | None = Field(

@@ -4,6 +4,9 @@ Usage::
 
     await ensure_topics("127.0.0.1:9092", {"audit.events": 3, "audit.events.dlq": 3})
 
+``configs`` (topic -> {config: value}) is applied when a topic is created, e.g.
+the input topic's ``max.message.bytes`` (see :func:`input_topic_configs`).
+
 Idempotent: existing topics are left alone (also when another process creates
 them at the same moment), so every component may call it at start-up. A broker
 that is still starting is waited for, up to ``wait_seconds``, then a clear
@@ -15,9 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
+
+if TYPE_CHECKING:
+    from auditstream.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,7 @@ async def ensure_topics(
     replication_factor: int = 1,
     *,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create every topic of ``topics`` (name -> partitions) that does not exist yet.
 
@@ -51,7 +59,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = {name: n for name, n in topics.items() if name not in existing}
         if missing:
-            await _create(admin, missing, replication_factor)
+            await _create(admin, missing, replication_factor, configs or {})
             await _wait_visible(admin, set(missing), deadline, bootstrap)
         await _warn_partition_mismatch(admin, topics, existing)
     finally:
@@ -81,10 +89,30 @@ async def _connect(bootstrap: str, deadline: float, wait_seconds: float) -> AIOK
             raise
 
 
-async def _create(admin: AIOKafkaAdminClient, missing: Mapping[str, int], replication_factor: int) -> None:
+def input_topic_configs(settings: Settings) -> dict[str, str]:
+    """Configs of the input topic: records up to ``max_message_bytes`` are accepted.
+
+    Larger than the contract's 64 KiB on purpose: a producer that is not the SDK may
+    send an oversized record, and it is better for it to reach the DLQ with its
+    reason than to be refused at the producer where nobody looks.
+    """
+    return {"max.message.bytes": str(settings.max_message_bytes)}
+
+
+async def _create(
+    admin: AIOKafkaAdminClient,
+    missing: Mapping[str, int],
+    replication_factor: int,
+    configs: Mapping[str, Mapping[str, str]],
+) -> None:
     response = await admin.create_topics(
         [
-            NewTopic(name=name, num_partitions=n, replication_factor=replication_factor)
+            NewTopic(
+                name=name,
+                num_partitions=n,
+                replication_factor=replication_factor,
+                topic_configs=dict(configs.get(name, {})),
+            )
             for name, n in missing.items()
         ]
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from auditstream.config import Settings
-from auditstream.kafka_admin import ensure_topics
+from auditstream.kafka_admin import ensure_topics, input_topic_configs
 from auditstream.processor.service import Processor
 from auditstream.store.store import Store
 
@@ -47,15 +47,20 @@ async def run_services(
     processor: bool = True,
     on_started: Callable[[Running], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
+    store_factory: Callable[..., Store] = Store,
 ) -> None:
-    """Start what is asked, call ``on_started``, run until SIGINT/SIGTERM (or ``stop``), stop in order."""
+    """Start what is asked, call ``on_started``, run until SIGINT/SIGTERM (or ``stop``), stop in order.
+
+    ``store_factory`` builds the store (``Store`` by default); it is the seam where fault
+    tests put a store that fails on cue, without a test hook in the production path.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    store = Store(
+    store = store_factory(
         settings.resolved_clickhouse_dsn, settings.clickhouse_database, retention_days=settings.retention_days
     )
     await asyncio.to_thread(store.open)
@@ -69,6 +74,7 @@ async def run_services(
             await ensure_topics(
                 settings.kafka_bootstrap,
                 {settings.topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions},
+                configs={settings.topic: input_topic_configs(settings)},
             )
             proc = Processor(settings, store)
             await proc.start()

@@ -574,7 +574,7 @@ def test_json_export_and_default_format(client: TestClient, tokens: dict[str, st
 
 def test_export_rejects_unknown_format_and_bad_filters(client: TestClient, tokens: dict[str, str]) -> None:
     hdr = auth(tokens, f"{A}:exporter")
-    assert_error(client.get("/v1/export", params={"format": "csv"}, headers=hdr), 400, "format")
+    assert_error(client.get("/v1/export", params={"format": "parquet"}, headers=hdr), 400, "format")
     assert_error(client.get("/v1/export", params={"format": "xml"}, headers=hdr), 400, "format")
     assert_error(client.get("/v1/export", params={"since": "-200d"}, headers=hdr), 400, "since")
     assert_error(client.get("/v1/export", params={"action": "Bad"}, headers=hdr), 400, "action")

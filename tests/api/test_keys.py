@@ -115,7 +115,9 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     env = {"AUDITSTREAM_KEYS_PATH": str(path), "AUDITSTREAM_DATA_DIR": str(tmp_path)}
 
     r = runner.invoke(
-        cli_app, ["keys", "create", "--tenant", "acme", "--role", "exporter", "--name", "splunk"], env=env
+        cli_app,
+        ["keys", "create", "--tenant", "acme", "--role", "exporter", "--name", "splunk", "--no-audit"],
+        env=env,
     )
     assert r.exit_code == 0, r.output
     token = r.stdout.strip()
@@ -129,7 +131,7 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     assert key.key_id in r.stdout and "splunk" in r.stdout and "exporter" in r.stdout
     assert token.split("_", 2)[2] not in r.stdout  # never the secret
 
-    r = runner.invoke(cli_app, ["keys", "revoke", key.key_id], env=env)
+    r = runner.invoke(cli_app, ["keys", "revoke", key.key_id, "--no-audit"], env=env)
     assert r.exit_code == 0
     assert store.verify(token) is None
     r = runner.invoke(cli_app, ["keys", "list", "--active"], env=env)
@@ -147,3 +149,57 @@ def test_cli_rejects_bad_role_and_tenant(tmp_path: Path) -> None:
     r = runner.invoke(cli_app, ["keys", "create", "--tenant", "no spaces", "--role", "reader"], env=env)
     assert r.exit_code == 2
     assert not r.stdout.strip()
+
+
+def test_cli_json_output_and_audit_warning(tmp_path: Path) -> None:
+    import orjson
+
+    from tests.fixtures.kafka import free_port
+
+    runner = CliRunner()
+    env = {
+        "AUDITSTREAM_KEYS_PATH": str(tmp_path / "k.sqlite3"),
+        # No broker there: the key change stands, a warning says the audit event is missing.
+        "AUDITSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
+    args = ["keys", "create", "--tenant", "acme", "--role", "reader", "--name", "n", "--json"]
+    r = runner.invoke(cli_app, [*args, "--audit-timeout", "0.5"], env=env)
+    assert r.exit_code == 0, r.output
+    created = orjson.loads(r.stdout)
+    assert (
+        created["tenant_id"] == "acme" and created["role"] == "reader" and created["token"].startswith("ask_")
+    )
+    assert "NOT written to the audit log" in r.stderr
+    r = runner.invoke(cli_app, ["keys", "list", "--json"], env=env)
+    listed = orjson.loads(r.stdout)
+    assert [k["key_id"] for k in listed] == [created["key_id"]] and "token" not in listed[0]
+    r = runner.invoke(cli_app, ["keys", "revoke", created["key_id"], "--json", "--no-audit"], env=env)
+    assert r.exit_code == 0 and orjson.loads(r.stdout)["active"] is False
+    assert "audit" not in r.stderr
+
+
+@pytest.mark.kafka
+def test_cli_key_changes_are_audited(tmp_path: Path, kafka_bootstrap: str) -> None:
+    from tests.api.jobkit import read_topic
+    from tests.fixtures.kafka import new_topics
+
+    topic = new_topics(kafka_bootstrap).events
+    runner = CliRunner()
+    env = {
+        "AUDITSTREAM_KEYS_PATH": str(tmp_path / "k.sqlite3"),
+        "AUDITSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "AUDITSTREAM_TOPIC": topic,
+    }
+    r = runner.invoke(cli_app, ["keys", "create", "--tenant", "acme", "--role", "admin"], env=env)
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.output
+    token = r.stdout.strip()
+    key_id = token.split("_")[1]
+    r = runner.invoke(cli_app, ["keys", "revoke", key_id], env=env)
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.output
+    records = read_topic(kafka_bootstrap, topic, lambda rs: len(rs) >= 2)
+    assert [(e["action"], e["resource"]["id"], e["tenant_id"]) for e in records] == [
+        ("key.created", key_id, "acme"),
+        ("key.revoked", key_id, "acme"),
+    ]
+    assert all(e["actor"]["id"] == "cli" and e["details"]["role"] == "admin" for e in records)
+    assert all(token.split("_", 2)[2] not in str(e) for e in records)  # never the secret

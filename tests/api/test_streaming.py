@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from auditstream.api.routes.export import _END, _Pump, encode_chunks
+from auditstream.api.formats import encode_chunks
+from auditstream.api.routes.export import _END, _Pump
 
 
 def test_pump_delivers_in_order_then_ends() -> None:
@@ -51,4 +52,4 @@ def test_pump_is_bounded_and_stops_when_the_consumer_leaves() -> None:
 
 @pytest.mark.parametrize("fmt", ["ndjson", "json"])
 def test_encode_chunks_skips_empty_chunks(fmt: str) -> None:
-    assert b"".join(encode_chunks([[], []], fmt)) == (b"" if fmt == "ndjson" else b"[]\n")
+    assert b"".join(encode_chunks(fmt, [[], []])) == (b"" if fmt == "ndjson" else b"[]\n")

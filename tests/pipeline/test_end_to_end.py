@@ -139,6 +139,8 @@ def loaded(kafka_bootstrap: str, clickhouse_dsn: str) -> Iterator[Loaded]:
                 "acme",
                 "--role",
                 "reader",
+                # The key.created audit event would be one more acme event than the data set.
+                "--no-audit",
             ],
             env=pipeline.env,
             capture_output=True,

@@ -21,10 +21,11 @@ from typing import Any
 from fastapi import FastAPI
 
 import auditstream
+from auditstream.api.background import install_background
 from auditstream.api.errors import ErrorMiddleware, install_error_handlers
 from auditstream.api.keys import CachedVerifier, KeyStore
 from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
-from auditstream.api.routes import events, export, health
+from auditstream.api.routes import events, export, exports, feed, health, ingest, live, stats
 from auditstream.config import Settings
 from auditstream.store import Store
 
@@ -62,6 +63,9 @@ def create_app(
     app.state.readiness = readiness
     app.state.metrics = metrics
 
+    # Export jobs and the Kafka publisher (ingest, audit trail): started and stopped with the app.
+    app.router.lifespan_context = install_background(app, settings, store, run_jobs=query_routes)
+
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first. Metrics outside errors, so the
     # 500s that ErrorMiddleware produces are counted too.
@@ -71,5 +75,10 @@ def create_app(
     if query_routes:
         app.include_router(events.router)
         app.include_router(export.router)
+        app.include_router(stats.router)
+        app.include_router(feed.router)
+        app.include_router(live.router)
+        app.include_router(exports.router)
+        app.include_router(ingest.router)
     app.include_router(health.router)
     return app

@@ -12,6 +12,7 @@ global state, so several apps (tests, embedded mode) can live in one process.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -148,6 +149,8 @@ class QueryFilters:
     resource_type: str | None
     resource_id: str | None
     outcome: str | None
+    ip: str | None = None
+    q: str | None = None
 
     @property
     def raw(self) -> dict[str, str | list[str] | None]:
@@ -159,10 +162,19 @@ class QueryFilters:
             "resource_type": self.resource_type,
             "resource_id": self.resource_id,
             "outcome": self.outcome,
+            "ip": self.ip,
+            "q": self.q,
         }
 
-    def resolve_window(self, now: datetime, max_window_days: int) -> tuple[datetime, datetime]:
-        """(since, until) in UTC; default: the 7 days up to now. 400 naming the faulty bound."""
+    def resolve_window(
+        self, now: datetime, max_window_days: int, retention_days: int | None = None
+    ) -> tuple[datetime, datetime]:
+        """(since, until) in UTC; default: the 7 days up to now. 400 naming the faulty bound.
+
+        With ``retention_days``, a ``since`` before the retention horizon is refused
+        with a message saying how long data is kept, rather than silently answering
+        with less than was asked for.
+        """
         try:
             until = parse_time(self.until, now=now) if self.until else now
         except ValueError as exc:
@@ -171,6 +183,13 @@ class QueryFilters:
             since = parse_time(self.since, now=now) if self.since else until - DEFAULT_WINDOW
         except ValueError as exc:
             raise BadRequest(f"since: {exc}", field="since") from None
+        if retention_days is not None and since < now - timedelta(days=retention_days):
+            raise BadRequest(
+                f"since: events are kept {retention_days} days; since may be at most "
+                f"{retention_days} days ago ({(now - timedelta(days=retention_days)).isoformat()})",
+                field="since",
+                code="out_of_retention",
+            )
         check_window(since, until, max_window_days)
         return since, until
 
@@ -184,6 +203,8 @@ class QueryFilters:
             resource_type=self.resource_type,
             resource_id=self.resource_id,
             outcome=self.outcome,
+            ip=self.ip,
+            text=self.q,
         )
 
 
@@ -218,6 +239,18 @@ async def query_filters(
     resource_type: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     resource_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     outcome: Annotated[Outcome | None, Query()] = None,
+    ip: Annotated[
+        str | None,
+        Query(max_length=64, description="Source IP (actor.ip): an address or a CIDR, IPv4 or IPv6."),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            description="Free text: case-insensitive substring of actor id/name/email, action, "
+            "resource type/id/name, reason or a details value.",
+        ),
+    ] = None,
 ) -> QueryFilters:
     actors = [a for a in (actor or []) if a]
     _check_count("actor", actors)
@@ -232,6 +265,16 @@ async def query_filters(
                 f"action: {a[:40]!r} is neither an action (scan.created) nor a prefix (config.*)",
                 field="action",
             )
+    if ip is not None:
+        try:
+            network = ipaddress.ip_network(ip.strip(), strict=False)
+        except ValueError:
+            raise BadRequest("ip: expected an IP address or a CIDR network", field="ip") from None
+        ip = str(network) if "/" in ip else str(network.network_address)
+    if q is not None:
+        q = q.strip() or None
+        if q is not None and any(ord(ch) < 32 for ch in q):
+            raise BadRequest("q: control characters are not allowed", field="q")
     return QueryFilters(
         since=since,
         until=until,
@@ -241,6 +284,8 @@ async def query_filters(
         resource_type=resource_type,
         resource_id=resource_id,
         outcome=outcome,
+        ip=ip,
+        q=q,
     )
 
 

@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 # Sub-commands: one module each under auditstream/cli/.
-from auditstream.cli import demo, emit, keys, migrate, run  # noqa: E402
+from auditstream.cli import bench, client, demo, emit, keys, migrate, reconcile, run  # noqa: E402
 
 app.command("run")(run.run)
 app.command("processor")(run.processor)
@@ -24,6 +24,11 @@ app.command("api")(run.api)
 app.command("migrate")(migrate.migrate)
 app.command("emit")(emit.emit)
 app.command("demo")(demo.demo)
+app.command("reconcile")(reconcile.reconcile)
+app.command("query")(client.query)
+app.command("export")(client.export)
+app.command("tail")(client.tail)
+app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys")
 
 if __name__ == "__main__":

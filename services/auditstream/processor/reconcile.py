@@ -81,6 +81,7 @@ async def reconcile(
     store: Store, bootstrap: str, topic: str, dlq_topic: str, group: str, *, max_fetch_bytes: int
 ) -> Report:
     committed = await _committed(bootstrap, group, topic)
+    partitions = await partitions_of(bootstrap, [topic, dlq_topic])
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -89,10 +90,10 @@ async def reconcile(
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or [])
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for p in partitions.get(topic, [])]
         lows = await consumer.beginning_offsets(tps) if tps else {}
-        dead = await _dead_lettered(consumer, dlq_topic, topic)
+        dlq_tps = [TopicPartition(dlq_topic, p) for p in partitions.get(dlq_topic, [])]
+        dead = await _dead_lettered(consumer, dlq_tps, topic)
         reports = []
         for tp in tps:
             low = lows[tp]
@@ -126,10 +127,25 @@ async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     }
 
 
-async def _dead_lettered(consumer: AIOKafkaConsumer, dlq_topic: str, topic: str) -> dict[int, set[int]]:
+async def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
+    """Partition numbers of each existing topic of ``topics``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {
+        t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described if t["error_code"] == 0
+    }
+
+
+async def _dead_lettered(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], topic: str
+) -> dict[int, set[int]]:
     """Source positions named by the DLQ records that came from ``topic``."""
     found: dict[int, set[int]] = {}
-    for message in await _read_all(consumer, dlq_topic):
+    for message in await _read_all(consumer, tps):
         headers = {k: v for k, v in message.headers or []}
         if headers.get(SOURCE_TOPIC, b"").decode("utf-8", "replace") != topic:
             continue
@@ -141,8 +157,7 @@ async def _dead_lettered(consumer: AIOKafkaConsumer, dlq_topic: str, topic: str)
     return found
 
 
-async def _read_all(consumer: AIOKafkaConsumer, topic: str) -> list[Any]:
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+async def _read_all(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> list[Any]:
     if not tps:
         return []
     ends = await consumer.end_offsets(tps)

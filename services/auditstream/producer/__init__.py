@@ -12,7 +12,13 @@ An invalid event raises ``auditstream.events.validation.InvalidEvent`` naming th
 field, and is never sent.
 """
 
-from auditstream.producer.errors import BrokerUnavailable, DeliveryFailed, ProducerClosed, ProducerError
+from auditstream.producer.errors import (
+    BrokerUnavailable,
+    DeliveryFailed,
+    ProducerClosed,
+    ProducerError,
+    SpoolFull,
+)
 from auditstream.producer.producer import AuditProducer, EncodedEvent, encode_event
 from auditstream.producer.sync import SyncAuditProducer
 
@@ -23,6 +29,7 @@ __all__ = [
     "EncodedEvent",
     "ProducerClosed",
     "ProducerError",
+    "SpoolFull",
     "SyncAuditProducer",
     "encode_event",
 ]

@@ -42,3 +42,11 @@ class DeliveryFailed(ProducerError):
             f"{len(self.failures)} event(s) not acknowledged by the broker; "
             f"first {first_id}: {type(first_exc).__name__}: {first_exc}{more}"
         )
+
+
+class SpoolFull(ProducerError):
+    """The broker is unreachable and the on-disk spool has no room left: the event was not taken.
+
+    Raised by ``emit`` so the caller decides (wait, drop with a record of it, stop);
+    the SDK never drops an event silently.
+    """

@@ -27,19 +27,28 @@ Guarantees and why:
 * ``event_id`` is assigned (UUIDv7) *before* the first send attempt and is part
   of the record value, so a retried record carries the same id and the
   processor can drop duplicates by id; the idempotent producer (``acks=all``)
-  additionally prevents the broker from writing a retried batch twice.
+  additionally prevents the broker from writing a retried batch twice;
+* with ``spool_dir``, an event the broker cannot take (the client's buffer stays
+  full for ``send_timeout`` seconds, or its delivery fails) is kept in a bounded
+  on-disk spool (:mod:`~auditstream.producer.spool`) and sent when the broker
+  answers again, in emit order; a full spool raises
+  :class:`~auditstream.producer.errors.SpoolFull` from ``emit``. A record whose
+  delivery was ambiguous may reach the topic twice: both copies carry the same
+  ``event_id`` and the processor stores it once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -52,7 +61,13 @@ from auditstream.events.model import AuditEvent
 from auditstream.events.validation import InvalidEvent, parse_event
 from auditstream.producer.errors import BrokerUnavailable, DeliveryFailed, ProducerClosed
 
+if TYPE_CHECKING:
+    from auditstream.producer.spool import Spool
+
 log = logging.getLogger(__name__)
+
+# Spooled events sent per round when the broker is back.
+SPOOL_CHUNK = 500
 
 EventLike = Mapping[str, Any] | AuditEvent
 
@@ -131,6 +146,12 @@ class AuditProducer:
     * ``start_timeout`` — how long ``start()`` keeps trying to reach the broker
       before raising :class:`BrokerUnavailable` (a broker that is still starting
       is normal in development and CI).
+    * ``spool_dir`` — a folder for the on-disk spool used while the broker is
+      unreachable (none by default: ``emit`` then waits for buffer space);
+      ``spool_max_bytes`` bounds it; ``send_timeout`` is how long ``emit``
+      waits for the client's buffer before spooling; ``close()`` waits up to
+      ``spool_close_timeout`` for the spool to drain, and what is left stays on
+      disk for the next producer on the same folder.
 
     One instance belongs to the event loop that started it. For plain
     synchronous code use :class:`~auditstream.producer.SyncAuditProducer`.
@@ -147,6 +168,10 @@ class AuditProducer:
         client_id: str = "auditstream-producer",
         request_timeout_ms: int = 30_000,
         start_timeout: float = 60.0,
+        spool_dir: Path | str | None = None,
+        spool_max_bytes: int | None = None,
+        send_timeout: float = 2.0,
+        spool_close_timeout: float = 30.0,
         settings: Settings | None = None,
     ) -> None:
         if bootstrap is None or topic is None:
@@ -167,6 +192,17 @@ class AuditProducer:
         self._unacked = 0
         self._all_acked = asyncio.Event()  # set while no emitted record awaits its ack
         self._all_acked.set()
+        self._spool_dir = Path(spool_dir) if spool_dir is not None else None
+        self._spool_max_bytes = spool_max_bytes
+        self._send_timeout = send_timeout
+        self._spool_close_timeout = spool_close_timeout
+        self._spool: Spool | None = None
+        self._spooling = False  # while True, emit() appends to the spool instead of the client
+        self._spool_drained = asyncio.Event()
+        self._spool_drained.set()
+        self._spool_wakeup = asyncio.Event()
+        self._spool_task: asyncio.Task[None] | None = None
+        self._seq = 0  # emit sequence: the spool sends in this order
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -208,7 +244,21 @@ class AuditProducer:
                 raise
             else:
                 self._producer = producer
+                self._open_spool()
                 return
+
+    def _open_spool(self) -> None:
+        if self._spool_dir is None:
+            return
+        from auditstream.producer.spool import DEFAULT_SPOOL_MAX_BYTES, Spool
+
+        self._spool = Spool(self._spool_dir, max_bytes=self._spool_max_bytes or DEFAULT_SPOOL_MAX_BYTES)
+        self._seq = self._spool.last_seq
+        self._spool_task = asyncio.create_task(self._drain_spool(), name="auditstream-spool-drain")
+        if self._spool.depth:
+            # Left by an earlier producer: those events go first.
+            log.info("spool holds %d events from before; sending them first", self._spool.depth)
+            self._enter_spooling()
 
     async def flush(self) -> None:
         """Wait until every emitted event is acknowledged by the broker.
@@ -220,6 +270,7 @@ class AuditProducer:
         await producer.flush()
         # Batch futures resolve before the per-record callbacks have run; wait for those too.
         await self._all_acked.wait()
+        await self._spool_drained.wait()
         self._raise_failures()
 
     async def close(self) -> None:
@@ -228,10 +279,35 @@ class AuditProducer:
         if producer is None:
             return
         try:
+            if self._spool is not None:
+                await self._wait_spool_drained()
             await self.flush()
         finally:
             self._producer = None
+            if self._spool_task is not None:
+                self._spool_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._spool_task
+                self._spool_task = None
             await producer.stop()
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
+
+    async def _wait_spool_drained(self) -> None:
+        """Give the spool ``spool_close_timeout`` to drain; what is left stays on disk for next time."""
+        producer = self._require_started()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(producer.flush(), timeout=self._spool_close_timeout)
+            await asyncio.wait_for(self._all_acked.wait(), timeout=self._spool_close_timeout)
+            await asyncio.wait_for(self._spool_drained.wait(), timeout=self._spool_close_timeout)
+        if self._spool is not None and self._spool.depth:
+            log.warning(
+                "closing with %d events still in the spool at %s; the next producer on it sends them",
+                self._spool.depth,
+                self._spool.path,
+            )
+            self._spool_drained.set()  # they are kept on disk: flush() must not wait for them
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -286,17 +362,41 @@ class AuditProducer:
         return await producer.send(self.topic, encoded.value, key=encoded.key)
 
     async def _send_encoded(self, encoded: EncodedEvent) -> uuid.UUID:
-        """Enqueue a validated record; a delivery failure is reported by the next flush()."""
-        future = await self._send_record(encoded)
-        self._unacked += 1
-        self._all_acked.clear()
-        future.add_done_callback(functools.partial(self._on_delivery, encoded.event_id))
+        """Enqueue a validated record; a delivery failure is reported by the next flush().
+
+        With a spool, a record the client cannot take in ``send_timeout`` (or whose
+        delivery fails) is spooled instead; ``SpoolFull`` is raised when it has no room.
+        """
+        if self._spool is None:
+            future = await self._send_record(encoded)
+            self._track(future, functools.partial(self._on_delivery, encoded.event_id))
+            return encoded.event_id
+        self._seq += 1
+        seq = self._seq
+        if self._spooling:
+            self._spool.append(seq, encoded)
+            return encoded.event_id
+        try:
+            future = await asyncio.wait_for(self._send_record(encoded), timeout=self._send_timeout)
+        except (KafkaError, TimeoutError) as exc:
+            self._enter_spooling(exc)
+            self._spool.append(seq, encoded)
+            return encoded.event_id
+        self._track(future, functools.partial(self._on_spooled_delivery, seq, encoded))
         return encoded.event_id
 
-    def _on_delivery(self, event_id: uuid.UUID, future: asyncio.Future[Any]) -> None:
+    def _track(self, future: asyncio.Future[Any], callback: Any) -> None:
+        self._unacked += 1
+        self._all_acked.clear()
+        future.add_done_callback(callback)
+
+    def _settled(self) -> None:
         self._unacked -= 1
         if not self._unacked:
             self._all_acked.set()
+
+    def _on_delivery(self, event_id: uuid.UUID, future: asyncio.Future[Any]) -> None:
+        self._settled()
         if future.cancelled():
             self._failures.append((event_id, asyncio.CancelledError("send cancelled")))
             return
@@ -304,6 +404,72 @@ class AuditProducer:
         if exc is not None:
             log.error("audit event %s was not delivered: %r", event_id, exc)
             self._failures.append((event_id, exc))
+
+    def _on_spooled_delivery(self, seq: int, encoded: EncodedEvent, future: asyncio.Future[Any]) -> None:
+        """A direct send that failed goes to the spool at its emit position, not to the failures."""
+        exc: BaseException | None = (
+            asyncio.CancelledError("send cancelled") if future.cancelled() else future.exception()
+        )
+        try:
+            if exc is not None and self._spool is not None:
+                self._enter_spooling(exc)
+                try:
+                    self._spool.append(seq, encoded)
+                except Exception as spool_exc:  # full: the next flush() reports it, never a silent drop
+                    self._failures.append((encoded.event_id, spool_exc))
+            elif exc is not None:
+                self._failures.append((encoded.event_id, exc))
+        finally:
+            self._settled()
+
+    # -- the spool ------------------------------------------------------------------
+
+    def _enter_spooling(self, cause: BaseException | None = None) -> None:
+        if not self._spooling:
+            log.warning("broker unreachable (%r); spooling events to disk", cause)
+        self._spooling = True
+        self._spool_drained.clear()
+        self._spool_wakeup.set()
+
+    async def _drain_spool(self) -> None:
+        """Send spooled events in emit order once the broker answers; leave spooling when empty."""
+        delay = 0.2
+        while True:
+            await self._spool_wakeup.wait()
+            spool, producer = self._spool, self._producer
+            if spool is None or producer is None:
+                return
+            # Direct sends still in flight may fail and join the spool at an earlier position:
+            # wait until they are settled, or they would be sent after younger events.
+            await self._all_acked.wait()
+            chunk = spool.peek(SPOOL_CHUNK)
+            if not chunk:
+                # Nothing awaits between this check and leaving the mode: no emit can slip in between.
+                self._spooling = False
+                self._spool_wakeup.clear()
+                self._spool_drained.set()
+                delay = 0.2
+                log.info("spool drained; sending directly again")
+                continue
+            try:
+                futures = [
+                    await asyncio.wait_for(
+                        producer.send(self.topic, e.value, key=e.key), timeout=self._send_timeout
+                    )
+                    for _, e in chunk
+                ]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
+            except (KafkaError, TimeoutError) as exc:
+                # Part of the chunk may have been written: sending it again is safe (same event_id).
+                log.info("broker still unreachable (%r); spool retry in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            spool.remove([seq for seq, _ in chunk])
+            delay = 0.2
 
     def _raise_failures(self) -> None:
         if self._failures:

@@ -9,8 +9,9 @@ free text) add a clause without touching the others.
 
 from __future__ import annotations
 
-__all__ = ["EventFilter", "build_where", "split_actions"]
+__all__ = ["EventFilter", "build_where", "ip_range", "like_pattern", "split_actions"]
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,10 @@ class EventFilter:
     resource_type: str | None = None
     resource_id: str | None = None
     outcome: str | None = None
+    # Source IP (actor_ip): one address, or a CIDR network, IPv4 or IPv6.
+    ip: str | None = None
+    # Free text, case-insensitive substring of the searchable values (see 0002 migration).
+    text: str | None = None
 
     def __post_init__(self) -> None:
         if not self.tenant_id:
@@ -49,6 +54,33 @@ class EventFilter:
             if value is not None and (value.tzinfo is None or value.utcoffset() is None):
                 raise ValueError(f"{name} must be a timezone-aware datetime")
         split_actions(self.actions)  # reject malformed wildcards early, where the caller can tell
+        if self.ip is not None:
+            ip_range(self.ip)  # ValueError for anything that is not an address or network
+        if self.text is not None and not self.text.strip():
+            raise ValueError("text must not be blank")
+
+
+def ip_range(value: str) -> tuple[str, str]:
+    """The first and last address of ``value`` (an address or CIDR) as IPv6 text.
+
+    IPv4 maps into ``::ffff:0:0/96``, which is where ClickHouse's ``toIPv6`` puts an
+    IPv4 string, so one ``BETWEEN`` on IPv6 values serves both families. Host bits
+    set in a CIDR (``10.1.2.3/8``) are ignored, as most tools do.
+    """
+    network = ipaddress.ip_network(value.strip(), strict=False)
+    first, last = network.network_address, network.broadcast_address
+    if isinstance(first, ipaddress.IPv4Address):
+        return (
+            str(ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + first.packed)),
+            str(ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + last.packed)),
+        )
+    return str(first), str(last)
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for LIKE, lower-cased, with LIKE's own metacharacters escaped."""
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def split_actions(actions: list[str]) -> tuple[list[str], list[str], bool]:
@@ -112,4 +144,18 @@ def build_where(f: EventFilter) -> tuple[str, dict[str, Any]]:
     if f.outcome is not None:
         clauses.append("outcome = {f_outcome:String}")
         params["f_outcome"] = f.outcome
+    if f.ip is not None:
+        first, last = ip_range(f.ip)
+        # toIPv6OrZero: '' (no IP) and malformed text become '::', never an error; the
+        # explicit != '' keeps them out of '::/0'.
+        clauses.append(
+            "actor_ip != '' AND toIPv6OrZero(actor_ip) BETWEEN {f_ip_first:IPv6} AND {f_ip_last:IPv6}"
+        )
+        params["f_ip_first"] = first
+        params["f_ip_last"] = last
+    if f.text is not None:
+        # search_text is lower(...) of every searchable value; LIKE '%x%' uses its
+        # ngrambf_v1 index (migration 0002) to skip granules that cannot contain x.
+        clauses.append("search_text LIKE {f_text:String}")
+        params["f_text"] = like_pattern(f.text)
     return " AND ".join(clauses), params

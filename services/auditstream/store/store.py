@@ -12,10 +12,12 @@ cannot.
 
 from __future__ import annotations
 
-__all__ = ["Store"]
+__all__ = ["GROUP_BY", "FeedPage", "FeedRow", "Store"]
 
+import heapq
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -32,6 +34,89 @@ from auditstream.store.migrations import apply_migrations
 Order = Literal["asc", "desc"]
 
 _SELECT_COLUMNS = ", ".join(COLUMNS)
+
+# /v1/stats groupings -> the SQL expression of the group key (fixed text, never user input).
+GROUP_BY: dict[str, str] = {
+    "action": "action",
+    "actor": "actor_id",
+    "outcome": "outcome",
+    "category": "category",
+    "severity": "severity",
+    "hour": "toStartOfHour(occurred_at)",
+    "day": "toStartOfDay(occurred_at)",
+}
+
+# A feed position whose event row is still missing this long after it was received is
+# not "not yet visible" but gone (retention dropped it first): the feed steps over it.
+FEED_MISSING_GRACE = timedelta(minutes=5)
+MAX_FEED_PARTITIONS = 1024
+
+# One stored row as the event JSON of ``row_to_event``, built by ClickHouse itself, so
+# an NDJSON export streams the engine's bytes without a Python object per row. Same
+# keys, same order, same omission of empty optional fields; times as RFC 3339 UTC ms.
+_T = "concat(replaceOne(toString({c}), ' ', 'T'), 'Z')"
+
+
+def _opt(key: str, column: str) -> str:
+    return f"if({column} != '', concat(',\"{key}\":', toJSONString({column})), '')"
+
+
+def _obj(key: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    inner = ", ".join(f"if({c} != '', concat('\"{k}\":', toJSONString({c})), '')" for k, c in pairs)
+    any_set = " OR ".join(f"{c} != ''" for _, c in pairs)
+    return (
+        f"if({any_set}, concat(',\"{key}\":{{', "
+        f"arrayStringConcat(arrayFilter(x -> x != '', [{inner}]), ','), '}}'), '')"
+    )
+
+
+_SOURCE_PAIRS = (("service", "source_service"), ("host", "source_host"), ("request_id", "source_request_id"))
+_EVENT_JSON_SQL = (
+    'concat(\'{"event_id":"\', toString(event_id), \'","tenant_id":\', toJSONString(tenant_id),'
+    f' \',"occurred_at":"\', {_T.format(c="occurred_at")}, \'","received_at":"\','
+    f" {_T.format(c='received_at')}, '\"',"
+    " ',\"action\":', toJSONString(action), ',\"category\":', toJSONString(category),"
+    " ',\"severity\":', toJSONString(severity), ',\"outcome\":', toJSONString(outcome),"
+    f" {_opt('reason', 'reason')},"
+    ' \',"actor":{"id":\', toJSONString(actor_id), \',"type":\','
+    " toJSONString(if(actor_type != '', actor_type, 'user')),"
+    f" {_opt('name', 'actor_name')}, {_opt('email', 'actor_email')}, {_opt('ip', 'actor_ip')},"
+    f" {_opt('user_agent', 'actor_user_agent')}, '}}',"
+    f" {_obj('resource', (('type', 'resource_type'), ('id', 'resource_id'), ('name', 'resource_name')))},"
+    f" {_obj('source', _SOURCE_PAIRS)},"
+    " if(changes != '', concat(',\"changes\":', changes), ''),"
+    " if(length(details) > 0, concat(',\"details\":', toJSONString(details)), ''),"
+    " ',\"schema_version\":', toJSONString(if(schema_version != '', schema_version, '1')),"
+    ' \',"ingest":{"topic":\', toJSONString(kafka_topic), \',"partition":\','
+    " toString(kafka_partition), ',\"offset\":', toString(kafka_offset), '}}')"
+)
+
+
+@dataclass(slots=True)
+class FeedRow:
+    """One position of the feed index: where (partition, offset) and which event."""
+
+    partition: int
+    offset: int
+    received_at: datetime
+    occurred_at: datetime
+    event_id: UUID
+
+
+@dataclass(slots=True)
+class FeedPage:
+    """Rows in ingest order and the positions after them (partition -> last offset).
+
+    ``rows`` carry every column plus ``_matched`` (whether the row passes the page's
+    filter; always true without one). ``positions`` include the cursor's own
+    partitions unchanged; ``more`` says whether the index had rows beyond this page.
+    """
+
+    rows: list[dict[str, Any]]
+    positions: dict[int, int]
+    more: bool
+    stalled: bool = False
+    skipped: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Store:
@@ -217,7 +302,230 @@ class Store:
         sql = f"SELECT count() AS n FROM {self._table} FINAL WHERE {where}"  # noqa: S608 - values are parameters
         return int(self._select(sql, params)[0]["n"])
 
+    def count_grouped(
+        self, f: EventFilter, group_by: str, *, limit: int = 100
+    ) -> tuple[list[tuple[Any, int]], int, int]:
+        """Distinct events per group: ``(groups, total, group_count)``.
+
+        ``groups`` are (key, count) pairs, the largest first (ties by key), at most
+        ``limit`` of them; for ``hour``/``day`` the buckets come in time order instead.
+        ``total`` counts every matching event and ``group_count`` every group, including
+        those beyond ``limit``. FINAL de-duplicates before counting.
+        """
+        if group_by not in GROUP_BY:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
+        where, params = build_where(f)
+        params["k_limit"] = int(limit)
+        order = "key ASC" if group_by in ("hour", "day") else "n DESC, key ASC"
+        sql = (
+            f"SELECT {GROUP_BY[group_by]} AS key, count() AS n,"  # noqa: S608 - values are parameters
+            " sum(count()) OVER () AS total, count() OVER () AS groups"
+            f" FROM {self._table} FINAL WHERE {where} GROUP BY key ORDER BY {order} LIMIT {{k_limit:UInt32}}"
+        )
+        rows = self._select(sql, params)
+        if not rows:
+            return [], 0, 0
+        return [(r["key"], int(r["n"])) for r in rows], int(rows[0]["total"]), int(rows[0]["groups"])
+
+    # --- the SIEM feed: ingest order --------------------------------------------
+
+    def feed_page(
+        self,
+        tenant_id: str,
+        after: dict[int, int],
+        *,
+        limit: int = 1000,
+        f: EventFilter | None = None,
+        now: datetime | None = None,
+    ) -> FeedPage:
+        """The next ``limit`` events of ``tenant_id`` after the per-partition ``after`` offsets.
+
+        Gap-free: within each Kafka partition a page is a prefix, in offset order, of
+        what the index holds after the cursor, and the index becomes visible one whole
+        processor batch at a time (see migration 0002), so following ``positions``
+        never steps over an event. Partitions are interleaved by ``received_at`` (a
+        k-way merge of per-partition prefixes) so a busy partition cannot starve the
+        others. If an indexed position's event row is not readable yet (the index and
+        the table are two parts of one insert), the page ends before it; after
+        ``FEED_MISSING_GRACE`` such a row is considered dropped and stepped over.
+
+        ``f`` (optional, its tenant must be ``tenant_id``) does not change what the page
+        walks over: each returned row carries ``_matched`` so a caller may hide the rest
+        while still advancing past them (live mode).
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if len(after) > MAX_FEED_PARTITIONS:
+            raise ValueError("too many partitions in the cursor")
+        params: dict[str, Any] = {"t": tenant_id, "n": int(limit) + 1}
+        known: list[str] = []
+        for i, (partition, offset) in enumerate(sorted(after.items())):
+            known.append(f"(kafka_partition = {{p{i}:UInt16}} AND kafka_offset > {{o{i}:UInt64}})")
+            params[f"p{i}"] = int(partition)
+            params[f"o{i}"] = int(offset)
+        position = ""
+        if known:
+            params["known"] = [int(p) for p in after]
+            position = " AND (" + " OR ".join([*known, "kafka_partition NOT IN {known:Array(UInt16)}"]) + ")"
+        sql = (
+            "SELECT kafka_partition, kafka_offset, received_at, occurred_at, event_id"  # noqa: S608
+            f" FROM {self.database}.audit_feed FINAL WHERE tenant_id = {{t:String}}{position}"
+            " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32} BY kafka_partition"
+        )
+        index = self._select(sql, params)
+        per_partition: dict[int, list[FeedRow]] = {}
+        for r in index:
+            row = FeedRow(
+                int(r["kafka_partition"]),
+                int(r["kafka_offset"]),
+                r["received_at"],
+                r["occurred_at"],
+                r["event_id"],
+            )
+            per_partition.setdefault(row.partition, []).append(row)
+        merged = list(
+            heapq.merge(*per_partition.values(), key=lambda r: (r.received_at, r.partition, r.offset))
+        )
+        more = len(merged) > limit
+        merged = merged[:limit]
+        positions = dict(after)
+        if not merged:
+            return FeedPage([], positions, more=False)
+
+        rows = self._feed_rows(tenant_id, merged, f)
+        now = now or datetime.now(UTC)
+        out: list[dict[str, Any]] = []
+        skipped: list[tuple[int, int]] = []
+        stalled = False
+        for position_row in merged:
+            row = rows.get((position_row.occurred_at, position_row.event_id))
+            if row is None:
+                if now - position_row.received_at < FEED_MISSING_GRACE:
+                    stalled = True
+                    more = False
+                    break  # not visible yet: this page ends here, the next one resumes
+                skipped.append((position_row.partition, position_row.offset))
+            else:
+                out.append(
+                    {**row, "kafka_partition": position_row.partition, "kafka_offset": position_row.offset}
+                )
+            positions[position_row.partition] = position_row.offset
+        return FeedPage(out, positions, more=more, stalled=stalled, skipped=skipped)
+
+    def _feed_rows(
+        self, tenant_id: str, positions: list[FeedRow], f: EventFilter | None
+    ) -> dict[tuple[datetime, UUID], dict[str, Any]]:
+        """The stored rows of these positions, keyed by (occurred_at, event_id)."""
+        params: dict[str, Any] = {
+            "t": tenant_id,
+            "ts": sorted({p.occurred_at for p in positions}),
+            "ids": list({p.event_id for p in positions}),
+        }
+        matched = "1"
+        if f is not None:
+            if f.tenant_id != tenant_id:
+                raise ValueError("the filter's tenant must be the feed's tenant")
+            where, fparams = build_where(f)
+            params.update(fparams)
+            matched = where
+        # The key columns (tenant_id, occurred_at) with IN sets let the primary index
+        # pick the granules; event_id then narrows to the rows. No FINAL: copies of one
+        # event are identical, the dict below keeps one.
+        sql = (
+            f"SELECT {_SELECT_COLUMNS}, ({matched}) AS _matched FROM {self._table}"  # noqa: S608
+            f" WHERE tenant_id = {{t:String}} AND occurred_at IN {{ts:Array({DT64})}}"
+            " AND event_id IN {ids:Array(UUID)}"
+        )
+        out: dict[tuple[datetime, UUID], dict[str, Any]] = {}
+        for row in self._select(sql, params):
+            row["_matched"] = bool(row["_matched"])
+            out[(row["occurred_at"], row["event_id"])] = row
+        return out
+
+    def feed_watermark(self, tenant_id: str) -> dict[int, int]:
+        """Per Kafka partition, the highest offset stored for this tenant."""
+        sql = (
+            "SELECT kafka_partition, max(kafka_offset) AS o"  # noqa: S608
+            f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
+        )
+        return {int(r["kafka_partition"]): int(r["o"]) for r in self._select(sql, {"t": tenant_id})}
+
+    # --- raw export ---------------------------------------------------------------
+
+    def stream_ndjson(self, f: EventFilter, *, order: Order = "desc") -> Iterator[bytes]:
+        """Every matching event as NDJSON bytes produced by ClickHouse (one query).
+
+        The JSON of each line is built in SQL to be the ``row_to_event`` shape, and the
+        result comes through ``raw_stream`` in the engine's own blocks, so memory stays
+        at a block whatever the total. The query reads in sorting-key order (FINAL
+        de-duplicates on the fly), holding this thread's connection until the iterator
+        is exhausted or closed: iterate it on one thread.
+        """
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        where, params = build_where(f)
+        direction = "DESC" if order == "desc" else "ASC"
+        sql = (
+            f"SELECT {_EVENT_JSON_SQL} FROM {self._table} FINAL WHERE {where}"  # noqa: S608
+            f" ORDER BY occurred_at {direction}, event_id {direction} FORMAT TSVRaw"
+        )
+        try:
+            stream = self._client().raw_stream(sql, parameters=params)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+        try:
+            for block in stream:
+                if block:
+                    yield block
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
     def count_by_tenant(self) -> dict[str, int]:
         """Distinct events per tenant (operators' overview, metrics)."""
         sql = f"SELECT tenant_id, count() AS n FROM {self._table} FINAL GROUP BY tenant_id"  # noqa: S608
         return {row["tenant_id"]: int(row["n"]) for row in self._select(sql, {})}
+
+    # --- reconciliation (auditstream reconcile) ----------------------------------
+
+    def stored_offsets(self, topic: str, partition: int, start: int, end: int) -> set[int]:
+        """Kafka offsets in ``[start, end)`` of ``topic``/``partition`` that have a stored row.
+
+        Without FINAL on purpose: any copy of an event accounts for the offset it came from.
+        """
+        sql = (
+            f"SELECT DISTINCT kafka_offset AS o FROM {self._table}"  # noqa: S608 - values are parameters
+            " WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt16}"
+            " AND kafka_offset >= {s:UInt64} AND kafka_offset < {e:UInt64}"
+        )
+        rows = self._select(sql, {"t": topic, "p": partition, "s": start, "e": end})
+        return {int(r["o"]) for r in rows}
+
+    def stored_event_ids(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of ``event_ids`` are stored (at any position)."""
+        if not event_ids:
+            return set()
+        sql = f"SELECT DISTINCT event_id FROM {self._table} WHERE event_id IN {{ids:Array(UUID)}}"  # noqa: S608
+        return {r["event_id"] for r in self._select(sql, {"ids": list(event_ids)})}
+
+    def row_counts(self, topic: str) -> dict[str, int]:
+        """Rows of ``topic`` as stored (``rows``: duplicates not merged yet included) and as read."""
+        sql = (
+            f"SELECT count() AS rows, uniqExact(event_id) AS distinct_ids FROM {self._table}"  # noqa: S608
+            " WHERE kafka_topic = {t:String}"
+        )
+        raw = self._select(sql, {"t": topic})[0]
+        final_sql = f"SELECT count() AS n FROM {self._table} FINAL WHERE kafka_topic = {{t:String}}"  # noqa: S608
+        final = self._select(final_sql, {"t": topic})[0]
+        return {
+            "rows": int(raw["rows"]),
+            "distinct_ids": int(raw["distinct_ids"]),
+            "final_rows": int(final["n"]),
+        }

@@ -82,7 +82,9 @@ def list_events(
         since, until = c.since, c.until
         after = (c.occurred_at, c.event_id)
     else:
-        since, until = filters.resolve_window(datetime.now(UTC), settings.max_window_days)
+        since, until = filters.resolve_window(
+            datetime.now(UTC), settings.max_window_days, settings.retention_days
+        )
 
     f = filters.to_event_filter(tenant, since, until)
     # One extra row says whether another page exists, so the last page has

@@ -1,0 +1,163 @@
+"""``/v1/feed``: the SIEM pull, in ingest order, gap-free across late events.
+
+Order is the Kafka ingest position (partition, offset), not event time: an event whose
+``occurred_at`` is hours old when it arrives is appended at the end of the feed, so a
+client that follows ``next_cursor`` receives it, once. The cursor is the last offset
+delivered per partition (opaque, base64 JSON, bound to the tenant); see
+``Store.feed_page`` for why this never skips: the positions index is written one
+processor batch per part, and pages are per-partition prefixes.
+
+Why (partition, offset) rather than a global ingest sequence: the offset already is a
+dense, monotonic, durable sequence per partition that the processor stores with every
+row, and it survives re-delivery (a re-processed batch lands on the same positions and
+collapses). A global sequence would have to be assigned by a single writer and
+persisted across processor restarts: more moving parts for nothing the feed needs.
+
+The cursor never ends: on an empty page ``next_cursor`` is the same position, to be
+polled again later. ``watermark`` reports, per partition, the highest offset stored for
+the tenant, and the processor's consumer lag when this process runs the processor
+(embedded mode; otherwise ``lag`` is null: read it from the processor's /metrics).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query
+from prometheus_client import REGISTRY
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from auditstream.api.deps import ReaderKey, StoreDep, TenantDep
+from auditstream.api.errors import BadRequest
+from auditstream.api.routes.events import json_response
+from auditstream.api.schemas import ERROR_RESPONSES, Event
+from auditstream.events.stored import row_to_event
+from auditstream.store.store import MAX_FEED_PARTITIONS
+
+__all__ = ["InvalidFeedCursor", "decode_feed_cursor", "encode_feed_cursor", "router"]
+
+router = APIRouter(prefix="/v1", tags=["feed"])
+
+MAX_PAGE = 10000
+_LAG_METRIC = "auditstream_processor_consumer_lag"
+
+
+class InvalidFeedCursor(ValueError):
+    pass
+
+
+def _tenant_tag(tenant_id: str) -> str:
+    return hashlib.sha256(f"feed:{tenant_id}".encode()).hexdigest()[:12]
+
+
+def encode_feed_cursor(tenant_id: str, positions: dict[int, int]) -> str:
+    payload = {"v": 1, "t": _tenant_tag(tenant_id), "p": {str(k): v for k, v in sorted(positions.items())}}
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+
+
+def decode_feed_cursor(tenant_id: str, text: str) -> dict[int, int]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError):
+        raise InvalidFeedCursor("malformed cursor") from None
+    if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("p"), dict):
+        raise InvalidFeedCursor("malformed cursor")
+    if data.get("t") != _tenant_tag(tenant_id):
+        raise InvalidFeedCursor("this cursor belongs to another tenant")
+    positions: dict[int, int] = {}
+    if len(data["p"]) > MAX_FEED_PARTITIONS:
+        raise InvalidFeedCursor("malformed cursor")
+    for k, v in data["p"].items():
+        if not (isinstance(k, str) and k.isdigit() and isinstance(v, int) and not isinstance(v, bool)):
+            raise InvalidFeedCursor("malformed cursor")
+        partition = int(k)
+        if not (0 <= partition < 65536 and 0 <= v < 2**63):
+            raise InvalidFeedCursor("malformed cursor")
+        positions[partition] = v
+    return positions
+
+
+def consumer_lag() -> dict[int, int] | None:
+    """Per-partition consumer lag from the processor's gauge, if it runs in this process."""
+    lag: dict[int, int] = {}
+    for metric in REGISTRY.collect():
+        if metric.name != _LAG_METRIC:
+            continue
+        for sample in metric.samples:
+            partition = sample.labels.get("partition")
+            if partition is not None and partition.isdigit():
+                lag[int(partition)] = int(sample.value)
+    return lag or None
+
+
+class PartitionWatermark(BaseModel):
+    partition: int
+    offset: int = Field(description="Highest Kafka offset stored for this tenant in this partition.")
+    lag: int | None = Field(None, description="Consumer lag (messages not yet stored), when known.")
+
+
+class Watermark(BaseModel):
+    partitions: list[PartitionWatermark]
+    lag: int | None = Field(description="Total consumer lag over all partitions; null when unknown.")
+    caught_up: bool = Field(description="True when this page reached the end of what is stored.")
+
+
+class FeedPageModel(BaseModel):
+    data: list[Event]
+    count: int
+    next_cursor: str = Field(description="Always set: pass it to continue (poll again when count is 0).")
+    watermark: Watermark
+
+
+@router.get(
+    "/feed",
+    response_model=FeedPageModel,
+    responses=ERROR_RESPONSES,
+    summary="Every event of the tenant in ingest order, exactly once when following next_cursor",
+)
+def feed(
+    store: StoreDep,
+    key: ReaderKey,
+    tenant: TenantDep,
+    cursor: Annotated[
+        str | None, Query(max_length=16384, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+    start: Annotated[
+        Literal["earliest", "latest"],
+        Query(description="Without a cursor: from the oldest stored event, or from now on."),
+    ] = "earliest",
+) -> Response:
+    if cursor is not None:
+        try:
+            after = decode_feed_cursor(tenant, cursor)
+        except InvalidFeedCursor as exc:
+            raise BadRequest(f"cursor: {exc}", field="cursor") from None
+    else:
+        after = store.feed_watermark(tenant) if start == "latest" else {}
+    page = store.feed_page(tenant, after, limit=limit, now=datetime.now(UTC))
+    data = [row_to_event(r) for r in page.rows]
+    stored = store.feed_watermark(tenant)
+    lags = consumer_lag()
+    partitions: list[dict[str, Any]] = [
+        {"partition": p, "offset": o, "lag": None if lags is None else lags.get(p, 0)}
+        for p, o in sorted(stored.items())
+    ]
+    return json_response(
+        {
+            "data": data,
+            "count": len(data),
+            "next_cursor": encode_feed_cursor(tenant, page.positions),
+            "watermark": {
+                "partitions": partitions,
+                "lag": None if lags is None else sum(lags.values()),
+                "caught_up": not page.more and not page.stalled,
+            },
+        }
+    )

@@ -1,0 +1,182 @@
+"""Export through the API (NDJSON, CSV) against ClickHouse's own formats on the same rows.
+
+Two single-tenant datasets (``export-small``, ``export-big``) are generated in chDB; the
+baselines stream ``SELECT ... FORMAT JSONEachRow`` / ``CSVWithNames`` through
+clickhouse-connect's raw stream (same rows, same FINAL and order as the API), then the
+engine is closed and the API runs as a child process on the same path, read by a real
+HTTP client. The child's RSS is sampled from /proc every 0.2 s during each export
+(peak VmRSS per export), and VmHWM (peak since start) after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from auditstream.bench.apiproc import ApiProcess, create_key, memory_kb
+from auditstream.bench.context import BenchContext, load_note
+from auditstream.bench.datagen import Dataset, generate
+from auditstream.bench.results import Metric, compare
+from auditstream.events.stored import COLUMNS
+from auditstream.store.client import create_client
+from auditstream.store.store import Store
+
+DATABASE = "bench"
+CH_FORMATS = {"ndjson": "JSONEachRow", "csv": "CSVWithNames"}
+
+
+def _label(rows: int) -> str:
+    return f"{rows // 1_000_000}m" if rows >= 1_000_000 else f"{rows // 1000}k"
+
+
+def _baseline_sql(tenant: str, fmt: str) -> str:
+    return (
+        f"SELECT {', '.join(COLUMNS)} FROM {DATABASE}.audit_events FINAL"  # noqa: S608 - constants only
+        f" WHERE tenant_id = '{tenant}' ORDER BY occurred_at DESC, event_id DESC FORMAT {fmt}"
+    )
+
+
+def _clickhouse_rate(dsn: str, tenant: str, fmt: str, deadline_s: float) -> dict[str, Any]:
+    client = create_client(dsn)
+    t0 = time.monotonic()
+    lines = nbytes = 0
+    complete = True
+    try:
+        stream = client.raw_stream(_baseline_sql(tenant, CH_FORMATS[fmt]))
+        for chunk in stream:
+            lines += chunk.count(b"\n")
+            nbytes += len(chunk)
+            if time.monotonic() - t0 > deadline_s:
+                complete = False
+                break
+        stream.close()
+    finally:
+        client.close()
+    rows = lines - (1 if fmt == "csv" else 0)
+    seconds = time.monotonic() - t0
+    return {"rows": rows, "bytes": nbytes, "seconds": seconds, "complete": complete}
+
+
+def _api_export(api: ApiProcess, token: str, params: dict[str, str], deadline_s: float) -> dict[str, Any]:
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], memory_kb(api.pid).get("VmRSS", 0))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.monotonic()
+    lines = nbytes = 0
+    complete = True
+    status = 0
+    error = None
+    try:
+        with (
+            httpx.Client(timeout=httpx.Timeout(60.0)) as http,
+            http.stream(
+                "GET", f"{api.url}/v1/export", params=params, headers={"Authorization": f"Bearer {token}"}
+            ) as response,
+        ):
+            status = response.status_code
+            if status != 200:
+                error = response.read().decode(errors="replace")[:300]
+            else:
+                for chunk in response.iter_raw(256 * 1024):
+                    lines += chunk.count(b"\n")
+                    nbytes += len(chunk)
+                    if time.monotonic() - t0 > deadline_s:
+                        complete = False  # leaving the block closes the stream: the API stops
+                        break
+    finally:
+        stop.set()
+        sampler.join(timeout=2)
+    seconds = time.monotonic() - t0
+    rows = lines - (1 if params["format"] == "csv" and lines else 0)
+    return {
+        "status": status,
+        "error": error,
+        "rows": rows,
+        "bytes": nbytes,
+        "seconds": seconds,
+        "complete": complete,
+        "peak_rss_mb": round(peak[0] / 1024, 1),
+        "vmhwm_mb": round(memory_kb(api.pid).get("VmHWM", 0) / 1024, 1),
+    }
+
+
+def _rate_metric(scenario: str, r: dict[str, Any], sizes: dict[str, Any]) -> Metric:
+    extra = {k: r[k] for k in ("rows", "bytes", "seconds", "complete") if k in r} | load_note()
+    if not r["complete"]:
+        extra["partial"] = "stopped at the export time limit; rate over the rows read"
+    value = r["rows"] / r["seconds"] if r["seconds"] > 0 and r["rows"] > 0 else None
+    return Metric(scenario, "rows_per_s", value, "rows/s", sizes=sizes, extra=extra)
+
+
+async def run(ctx: BenchContext) -> list[Metric]:
+    s = ctx.sizes
+    store = Store(ctx.chdb_dsn, DATABASE)
+    await asyncio.to_thread(store.open)
+    client = create_client(ctx.chdb_dsn)
+    datasets = {}
+    t0 = time.monotonic()
+    for i, (tenant, rows) in enumerate(
+        (("export-small", s.export_rows_small), ("export-big", s.export_rows_big))
+    ):
+        ds = Dataset(rows=rows, single_tenant=tenant, first_number=i * 1_000_000_000)
+        await asyncio.to_thread(generate, client, DATABASE, ds)
+        datasets[tenant] = ds
+    gen_s = time.monotonic() - t0
+    await asyncio.to_thread(client.command, f"OPTIMIZE TABLE {DATABASE}.audit_events FINAL")
+    client.close()
+
+    metrics: list[Metric] = []
+    baselines: dict[tuple[str, str], str] = {}
+    for tenant, ds in datasets.items():
+        for fmt in ("ndjson", "csv"):
+            r = await asyncio.to_thread(_clickhouse_rate, ctx.chdb_dsn, tenant, fmt, s.export_timeout_s)
+            name = f"export.clickhouse.{CH_FORMATS[fmt]}.{_label(ds.rows)}"
+            sizes = {"rows": ds.rows, "generate_s": round(gen_s, 1)}
+            metrics.append(_rate_metric(name, r, sizes))
+            baselines[(tenant, fmt)] = name
+    await asyncio.to_thread(store.close)  # the API child needs the chDB path
+
+    api = ApiProcess(ctx.workdir, ctx.chdb_dsn, DATABASE, ctx.bootstrap)
+    await asyncio.to_thread(api.start)
+    try:
+        rss_idle = memory_kb(api.pid).get("VmRSS", 0) / 1024
+        for tenant, ds in datasets.items():
+            token = await asyncio.to_thread(create_key, api.keys_path, tenant)
+            since, until = ds.window
+            for fmt in ("ndjson", "csv"):
+                params = {
+                    "format": fmt,
+                    "since": (since - timedelta(minutes=1)).isoformat(),
+                    "until": (until + timedelta(minutes=1)).isoformat(),
+                }
+                r = await asyncio.to_thread(_api_export, api, token, params, s.export_timeout_s)
+                name = f"export.api.{fmt}.{_label(ds.rows)}"
+                sizes = {"rows": ds.rows}
+                if r["status"] != 200:
+                    extra = {"skipped": f"HTTP {r['status']}: {r['error']}"}
+                    metrics.append(Metric(name, "rows_per_s", None, "rows/s", extra=extra))
+                    compare(metrics, name, [baselines[(tenant, fmt)]], "rows_per_s")
+                    continue
+                metrics.append(_rate_metric(name, r, sizes))
+                mem_extra = {"idle_rss_mb": round(rss_idle, 1), "vmhwm_mb_after": r["vmhwm_mb"]}
+                metrics.append(
+                    Metric(name, "peak_rss_mb", r["peak_rss_mb"], "MB", sizes=sizes, extra=mem_extra)
+                )
+                # NDJSON against JSONEachRow (the product bar), CSV against ClickHouse's CSV too.
+                versus = list(dict.fromkeys([baselines[(tenant, fmt)], baselines[(tenant, "ndjson")]]))
+                compare(metrics, name, versus, "rows_per_s")
+    finally:
+        await asyncio.to_thread(api.stop)
+    return metrics

@@ -1,0 +1,147 @@
+"""Produce-to-queryable latency at a fixed rate (half of ours' measured maximum by default).
+
+The producer sends to explicit partitions round-robin and remembers, per partition, the
+send time of each message in order. The processor writes each partition's rows in offset
+order and a batch becomes visible as one insert, so when a poll sees ``c`` rows in
+partition ``p``, the first ``c`` messages sent to ``p`` are visible: each newly visible
+one gets ``visible - sent``. The poll (every ~50 ms) is a per-partition ``count()``: cheap
+enough not to slow the pipeline it measures, and exact without reading event ids back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from auditstream.bench.context import BenchContext, load_note
+from auditstream.bench.messages import PARTITIONS, create_topic, encode_messages, fresh_topic, new_producer
+from auditstream.bench.results import Metric, percentiles
+from auditstream.config import Settings
+from auditstream.store.client import create_client
+from auditstream.store.store import Store
+
+POLL_INTERVAL_S = 0.05
+# After the load stops, how long the last events may take before they count as missing.
+DRAIN_S = 30.0
+DEFAULT_RATE = 5_000.0
+
+
+def target_rate(ctx: BenchContext) -> tuple[float, str]:
+    """The configured rate, else half of ours' sustained rate measured earlier in this run."""
+    if ctx.sizes.latency_rate > 0:
+        return ctx.sizes.latency_rate, "configured"
+    for m in ctx.previous:
+        if m["scenario"] == "ingest.ours" and m["metric"] == "events_per_s" and m["value"]:
+            return m["value"] / 2, "half of ingest.ours"
+    return DEFAULT_RATE, "default (no ingest.ours figure in this run)"
+
+
+async def run(ctx: BenchContext) -> list[Metric]:
+    from auditstream.processor.service import Processor
+
+    rate, rate_source = target_rate(ctx)
+    seconds = ctx.sizes.latency_seconds
+    total = int(rate * seconds)
+    # PARTITIONS extra messages warm the pipeline up; each has its own event_id (a repeat
+    # would be collapsed by the ReplacingMergeTree and look like a lost event).
+    payloads = [v for _, v in await asyncio.to_thread(encode_messages, total + PARTITIONS, seed=11)]
+    topic = fresh_topic("latency")
+    database = "bench_latency"
+    settings = Settings(
+        kafka_bootstrap=ctx.bootstrap,
+        topic=topic,
+        dlq_topic=f"{topic}.dlq",
+        topic_partitions=PARTITIONS,
+        consumer_group=f"bench-lat-{uuid.uuid4().hex[:8]}",
+        data_dir=ctx.workdir / "latency",
+        clickhouse_dsn=ctx.chdb_dsn,
+        clickhouse_database=database,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust makes only its own folder
+    await create_topic(ctx.bootstrap, topic)
+    await create_topic(ctx.bootstrap, settings.dlq_topic)
+    store = Store(ctx.chdb_dsn, database)
+    await asyncio.to_thread(store.open)
+    client = create_client(ctx.chdb_dsn)
+    processor = Processor(settings, store)
+    producer = new_producer(ctx.bootstrap)
+    sent: list[list[float]] = [[] for _ in range(PARTITIONS)]
+    latencies_ms: list[float] = []
+    seen = [0] * PARTITIONS
+    producing_done = asyncio.Event()
+
+    async def counts() -> list[int]:
+        sql = f"SELECT kafka_partition, count() FROM {database}.audit_events GROUP BY kafka_partition"  # noqa: S608
+        result = await asyncio.to_thread(client.query, sql)
+        out = [0] * PARTITIONS
+        for partition, n in result.result_rows:
+            out[int(partition)] = int(n)
+        return out
+
+    async def produce() -> None:
+        # A 10 ms tick: send whatever the schedule says is due; the clock, not the
+        # send rate, decides the load, so a slow tick catches up instead of drifting.
+        t0 = time.monotonic()
+        i = 0
+        end = t0 + seconds
+        while i < total and time.monotonic() < end + 5:
+            due = min(total, int((time.monotonic() - t0) * rate) + 1)
+            while i < due:
+                partition = i % PARTITIONS
+                sent[partition].append(time.monotonic())
+                await producer.send(topic, value=payloads[i], partition=partition)
+                i += 1
+            await asyncio.sleep(0.01)
+        await producer.flush()
+        producing_done.set()
+
+    await producer.start()
+    await processor.start()
+    try:
+        # Wait for the group to own the partitions before the clock starts: a first
+        # message per partition must come back (not measured).
+        warm_deadline = time.monotonic() + 60
+        for p in range(PARTITIONS):
+            await producer.send_and_wait(topic, value=payloads[total + p], partition=p)
+        while time.monotonic() < warm_deadline and min(await counts()) < 1:  # noqa: ASYNC110 - polling the store
+            await asyncio.sleep(0.1)
+        base = await counts()
+        producing = asyncio.create_task(produce())
+        deadline = time.monotonic() + seconds + 5 + DRAIN_S
+        while time.monotonic() < deadline:
+            now_counts = await counts()
+            visible_at = time.monotonic()
+            for p in range(PARTITIONS):
+                visible = min(now_counts[p] - base[p], len(sent[p]))
+                for k in range(seen[p], visible):
+                    latencies_ms.append((visible_at - sent[p][k]) * 1000)
+                seen[p] = max(seen[p], visible)
+            if producing_done.is_set() and sum(seen) >= total:
+                break
+            await asyncio.sleep(POLL_INTERVAL_S)
+        producing.cancel()
+        with contextlib.suppress(BaseException):
+            await producing
+    finally:
+        await producer.stop()
+        await processor.stop()
+        client.close()
+        await asyncio.to_thread(store.close)
+
+    pct = percentiles(latencies_ms)
+    sizes = {"rate_per_s": round(rate, 1), "seconds": seconds, "events": total}
+    extra: dict[str, Any] = {
+        "rate_source": rate_source,
+        "visible": len(latencies_ms),
+        "missing": total - len(latencies_ms),
+        "poll_interval_ms": POLL_INTERVAL_S * 1000,
+        **load_note(),
+    }
+    metrics = [
+        Metric("latency.produce_to_queryable", key + "_ms", pct.get(key), "ms", sizes=sizes, extra=extra)
+        for key in ("p50", "p95", "p99", "max")
+    ]
+    return metrics

@@ -1,0 +1,81 @@
+"""Counting rows as they become queryable, sampled on a clock, and the rates it gives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Progress:
+    """Samples of (seconds since start, rows visible) and the derived rates."""
+
+    target: int
+    started: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    first_row_at: float | None = None  # seconds since start when rows first appeared
+    done_at: float | None = None
+
+    def add(self, count: int) -> None:
+        t = time.monotonic() - self.started
+        self.samples.append((t, count))
+        if self.first_row_at is None and count > 0:
+            self.first_row_at = t
+        if self.done_at is None and count >= self.target:
+            self.done_at = t
+
+    @property
+    def last_count(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def sustained_rate(self) -> float | None:
+        """Rows/s from the last sample with no rows to the last sample: join time left out.
+
+        Starting at the last empty sample (not the first full one) keeps the rows of the
+        first batch in the figure; it adds at most one sampling interval of idle time,
+        which is why that interval is short (``first_interval``) until rows show.
+        """
+        empty = [t for t, n in self.samples if n == 0]
+        if not self.samples or self.last_count == 0:
+            return None
+        t0 = empty[-1] if empty else 0.0
+        t1 = self.samples[-1][0]
+        return self.last_count / (t1 - t0) if t1 > t0 else None
+
+    def total_rate(self) -> float | None:
+        """Rows/s from start (consumer not yet joined) to the last sample."""
+        if not self.samples or self.samples[-1][0] <= 0:
+            return None
+        t, n = self.samples[-1]
+        return n / t
+
+    def series(self) -> list[list[float]]:
+        """Rate per interval: [[t, rows/s], ...], for the throughput plot."""
+        out: list[list[float]] = []
+        for (t0, n0), (t1, n1) in zip(self.samples, self.samples[1:], strict=False):
+            if t1 > t0:
+                out.append([round(t1, 3), round((n1 - n0) / (t1 - t0), 1)])
+        return out
+
+
+async def watch(
+    count: Callable[[], Awaitable[int]],
+    progress: Progress,
+    *,
+    deadline: float,
+    interval: float = 0.5,
+    first_interval: float = 0.1,
+    stop: Callable[[], bool] | None = None,
+) -> None:
+    """Sample ``count()`` until the target is reached, ``stop()`` says so, or the deadline passes.
+
+    Until the first row shows, samples are taken every ``first_interval`` so the start of
+    the sustained window is known to within that interval.
+    """
+    while time.monotonic() < deadline:
+        progress.add(await count())
+        if progress.last_count >= progress.target or (stop is not None and stop()):
+            return
+        await asyncio.sleep(interval if progress.first_row_at is not None else first_interval)

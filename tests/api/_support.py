@@ -1,0 +1,73 @@
+"""Shared helpers for the API tests of search, stats, feed, export formats and live mode."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from auditstream.api.app import create_app
+from auditstream.api.keys import KeyStore, Role
+from auditstream.config import Settings
+from auditstream.events.model import AuditEvent
+from auditstream.events.stored import enrich
+from auditstream.store import Store
+
+
+def make_settings(data: Path, dsn: str, database: str, **extra: Any) -> Settings:
+    return Settings(
+        data_dir=data,
+        keys_path=data / "keys.sqlite3",
+        clickhouse_dsn=dsn,
+        clickhouse_database=database,
+        **extra,
+    )
+
+
+def make_tokens(settings: Settings, tenants: tuple[str, ...]) -> dict[str, str]:
+    keys = KeyStore(settings.resolved_keys_path)
+    return {
+        f"{t}:{role.value}": keys.create(t, role, f"test {role.value}").token
+        for t in tenants
+        for role in Role
+    }
+
+
+def client_for(settings: Settings, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, store), raise_server_exceptions=False) as c:
+        yield c
+
+
+def auth(tokens: dict[str, str], who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[who]}"}
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event(tenant: str, action: str, actor_id: str, at: datetime, **extra: Any) -> AuditEvent:
+    body: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "tenant_id": tenant,
+        "occurred_at": iso(at),
+        "action": action,
+        "actor": {"id": actor_id, "type": "user", **extra.pop("actor", {})},
+        **extra,
+    }
+    return AuditEvent.model_validate_json(orjson.dumps(body))
+
+
+def row(e: AuditEvent, offset: int, partition: int = 0, received_at: datetime | None = None) -> tuple:
+    return enrich(
+        e,
+        topic="audit.events",
+        partition=partition,
+        offset=offset,
+        received_at=received_at or datetime.now(UTC),
+    )
