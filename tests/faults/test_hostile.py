@@ -46,7 +46,9 @@ async def _dlq(bootstrap: str, topic: str, partitions: int) -> list:
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         out = []
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        deadline = time.monotonic() + 60
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, "DLQ not read back within 60 s"
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 out.extend(records)
         return out

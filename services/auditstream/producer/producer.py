@@ -186,7 +186,8 @@ class AuditProducer:
         self._client_id = client_id
         self._request_timeout_ms = request_timeout_ms
         self._start_timeout = start_timeout
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: AIOKafkaProducer | None = None  # None until connected
+        self._started = False
         # Failures of records enqueued by emit(), reported by the next flush().
         self._failures: list[tuple[uuid.UUID, BaseException]] = []
         self._unacked = 0
@@ -207,45 +208,63 @@ class AuditProducer:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to the broker, retrying until ``start_timeout`` has passed."""
-        if self._producer is not None:
+        """Connect to the broker, retrying until ``start_timeout`` has passed.
+
+        Without a spool, a broker that does not answer in time raises
+        :class:`BrokerUnavailable`. With ``spool_dir``, the producer starts anyway:
+        events go to the spool and a background task keeps connecting, then sends them.
+        """
+        if self._started:
             return
+        try:
+            self._producer = await self._connect(self._start_timeout)
+        except BrokerUnavailable as exc:
+            if self._spool_dir is None:
+                raise
+            log.warning("%s; starting with the spool only, connecting in the background", exc)
+        self._started = True
+        self._open_spool()
+
+    def _new_client(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._linger_ms,
+            max_batch_size=self._max_batch_size,
+            compression_type=self._compression_type,
+            request_timeout_ms=self._request_timeout_ms,
+        )
+
+    async def _connect(self, timeout: float | None) -> AIOKafkaProducer:
+        """A started client; retries with backoff for ``timeout`` seconds (None: forever)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._start_timeout
+        deadline = None if timeout is None else loop.time() + timeout
         delay = 0.2
         while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                client_id=self._client_id,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=self._linger_ms,
-                max_batch_size=self._max_batch_size,
-                compression_type=self._compression_type,
-                request_timeout_ms=self._request_timeout_ms,
-            )
-            remaining = deadline - loop.time()
+            producer = self._new_client()
+            remaining = 30.0 if deadline is None else deadline - loop.time()
             try:
                 await asyncio.wait_for(producer.start(), timeout=max(remaining, 0.1))
             except (KafkaConnectionError, TimeoutError) as exc:
                 await producer.stop()
-                if loop.time() >= deadline:
+                if deadline is not None and loop.time() >= deadline:
                     raise BrokerUnavailable(
-                        f"Kafka broker at {self.bootstrap} did not answer within {self._start_timeout:g} s: "
+                        f"Kafka broker at {self.bootstrap} did not answer within {timeout:g} s: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 log.info(
                     "broker at %s not reachable yet (%s); retrying in %.1f s", self.bootstrap, exc, delay
                 )
-                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
+                wait = delay if deadline is None else min(delay, max(deadline - loop.time(), 0.0))
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, 2.0)
             except BaseException:
                 await producer.stop()
                 raise
             else:
-                self._producer = producer
-                self._open_spool()
-                return
+                return producer
 
     def _open_spool(self) -> None:
         if self._spool_dir is None:
@@ -259,6 +278,8 @@ class AuditProducer:
             # Left by an earlier producer: those events go first.
             log.info("spool holds %d events from before; sending them first", self._spool.depth)
             self._enter_spooling()
+        elif self._producer is None:
+            self._enter_spooling(BrokerUnavailable(f"no connection to {self.bootstrap} yet"))
 
     async def flush(self) -> None:
         """Wait until every emitted event is acknowledged by the broker.
@@ -266,8 +287,9 @@ class AuditProducer:
         Raises :class:`DeliveryFailed` listing the events that were not (each
         failure is reported once).
         """
-        producer = self._require_started()
-        await producer.flush()
+        self._require_started()
+        if self._producer is not None:
+            await self._producer.flush()
         # Batch futures resolve before the per-record callbacks have run; wait for those too.
         await self._all_acked.wait()
         await self._spool_drained.wait()
@@ -275,32 +297,39 @@ class AuditProducer:
 
     async def close(self) -> None:
         """Flush, then disconnect. Raises :class:`DeliveryFailed` after disconnecting if a record failed."""
-        producer = self._producer
-        if producer is None:
+        if not self._started:
             return
         try:
             if self._spool is not None:
                 await self._wait_spool_drained()
             await self.flush()
         finally:
-            self._producer = None
+            self._started = False
             if self._spool_task is not None:
                 self._spool_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._spool_task
                 self._spool_task = None
-            await producer.stop()
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                await producer.stop()
             if self._spool is not None:
                 self._spool.close()
                 self._spool = None
 
     async def _wait_spool_drained(self) -> None:
         """Give the spool ``spool_close_timeout`` to drain; what is left stays on disk for next time."""
-        producer = self._require_started()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._spool_close_timeout
+
+        async def drained() -> None:
+            if self._producer is not None:
+                await self._producer.flush()
+            await self._all_acked.wait()
+            await self._spool_drained.wait()
+
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(producer.flush(), timeout=self._spool_close_timeout)
-            await asyncio.wait_for(self._all_acked.wait(), timeout=self._spool_close_timeout)
-            await asyncio.wait_for(self._spool_drained.wait(), timeout=self._spool_close_timeout)
+            await asyncio.wait_for(drained(), timeout=max(deadline - loop.time(), 0.0))
         if self._spool is not None and self._spool.depth:
             log.warning(
                 "closing with %d events still in the spool at %s; the next producer on it sends them",
@@ -358,8 +387,10 @@ class AuditProducer:
         Private on purpose: it sends whatever bytes it is given. Only
         :func:`encode_event` output reaches it (here and in the sync producer).
         """
-        producer = self._require_started()
-        return await producer.send(self.topic, encoded.value, key=encoded.key)
+        self._require_started()
+        if self._producer is None:
+            raise BrokerUnavailable(f"not connected to the Kafka broker at {self.bootstrap} yet")
+        return await self._producer.send(self.topic, encoded.value, key=encoded.key)
 
     async def _send_encoded(self, encoded: EncodedEvent) -> uuid.UUID:
         """Enqueue a validated record; a delivery failure is reported by the next flush().
@@ -436,6 +467,10 @@ class AuditProducer:
         delay = 0.2
         while True:
             await self._spool_wakeup.wait()
+            if self._producer is None and self._started:
+                # Started while the broker was unreachable: keep trying until it answers.
+                self._producer = await self._connect(None)
+                log.info("connected to the broker at %s; sending the spool", self.bootstrap)
             spool, producer = self._spool, self._producer
             if spool is None or producer is None:
                 return
@@ -476,9 +511,8 @@ class AuditProducer:
             failures, self._failures = self._failures, []
             raise DeliveryFailed(failures)
 
-    def _require_started(self) -> AIOKafkaProducer:
-        if self._producer is None:
+    def _require_started(self) -> None:
+        if not self._started:
             raise ProducerClosed(
                 "the producer is not started: use 'async with AuditProducer(...)' or start()"
             )
-        return self._producer
