@@ -16,8 +16,8 @@ __all__ = ["GROUP_BY", "FeedPage", "FeedRow", "Store"]
 
 import heapq
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
@@ -46,9 +46,6 @@ GROUP_BY: dict[str, str] = {
     "day": "toStartOfDay(occurred_at)",
 }
 
-# A feed position whose event row is still missing this long after it was received is
-# not "not yet visible" but gone (retention dropped it first): the feed steps over it.
-FEED_MISSING_GRACE = timedelta(minutes=5)
 MAX_FEED_PARTITIONS = 1024
 
 # One stored row as the event JSON of ``row_to_event``, built by ClickHouse itself, so
@@ -94,13 +91,11 @@ _EVENT_JSON_SQL = (
 
 @dataclass(slots=True)
 class FeedRow:
-    """One position of the feed index: where (partition, offset) and which event."""
+    """One position of the feed: where (partition, offset) and when it was received."""
 
     partition: int
     offset: int
     received_at: datetime
-    occurred_at: datetime
-    event_id: UUID
 
 
 @dataclass(slots=True)
@@ -115,8 +110,6 @@ class FeedPage:
     rows: list[dict[str, Any]]
     positions: dict[int, int]
     more: bool
-    stalled: bool = False
-    skipped: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Store:
@@ -336,18 +329,20 @@ class Store:
         *,
         limit: int = 1000,
         f: EventFilter | None = None,
-        now: datetime | None = None,
     ) -> FeedPage:
         """The next ``limit`` events of ``tenant_id`` after the per-partition ``after`` offsets.
 
         Gap-free: within each Kafka partition a page is a prefix, in offset order, of
-        what the index holds after the cursor, and the index becomes visible one whole
-        processor batch at a time (see migration 0002), so following ``positions``
-        never steps over an event. Partitions are interleaved by ``received_at`` (a
-        k-way merge of per-partition prefixes) so a busy partition cannot starve the
-        others. If an indexed position's event row is not readable yet (the index and
-        the table are two parts of one insert), the page ends before it; after
-        ``FEED_MISSING_GRACE`` such a row is considered dropped and stepped over.
+        what ``audit_feed`` holds after the cursor, and that table becomes visible one
+        whole processor batch at a time (see migration 0002), so following
+        ``positions`` never steps over an event. Partitions are interleaved by
+        ``received_at`` (a k-way merge of per-partition prefixes) so a busy partition
+        cannot starve the others.
+
+        Two reads, both ranges of audit_feed's primary index (tenant, partition,
+        offset): the next positions of every partition, then the rows of the chosen
+        prefixes. No FINAL (it would cost more than the read): a copy left by a
+        re-delivered batch has the same position, and positions are de-duplicated here.
 
         ``f`` (optional, its tenant must be ``tenant_id``) does not change what the page
         walks over: each returned row carries ``_matched`` so a caller may hide the rest
@@ -357,70 +352,56 @@ class Store:
             raise ValueError("limit must be at least 1")
         if len(after) > MAX_FEED_PARTITIONS:
             raise ValueError("too many partitions in the cursor")
+        partitions = sorted(set(after) | self._feed_partitions(tenant_id))
+        if not partitions:
+            return FeedPage([], dict(after), more=False)
         params: dict[str, Any] = {"t": tenant_id, "n": int(limit) + 1}
-        known: list[str] = []
-        for i, (partition, offset) in enumerate(sorted(after.items())):
-            known.append(f"(kafka_partition = {{p{i}:UInt16}} AND kafka_offset > {{o{i}:UInt64}})")
-            params[f"p{i}"] = int(partition)
-            params[f"o{i}"] = int(offset)
-        position = ""
-        if known:
-            params["known"] = [int(p) for p in after]
-            position = " AND (" + " OR ".join([*known, "kafka_partition NOT IN {known:Array(UInt16)}"]) + ")"
-        sql = (
-            "SELECT kafka_partition, kafka_offset, received_at, occurred_at, event_id"  # noqa: S608
-            f" FROM {self.database}.audit_feed FINAL WHERE tenant_id = {{t:String}}{position}"
-            " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32} BY kafka_partition"
-        )
-        index = self._select(sql, params)
-        per_partition: dict[int, list[FeedRow]] = {}
-        for r in index:
-            row = FeedRow(
-                int(r["kafka_partition"]),
-                int(r["kafka_offset"]),
-                r["received_at"],
-                r["occurred_at"],
-                r["event_id"],
+        reads = []
+        for i, partition in enumerate(partitions):
+            params[f"p{i}"] = partition
+            params[f"o{i}"] = after.get(partition, -1)
+            reads.append(
+                "(SELECT kafka_partition, kafka_offset, received_at"  # noqa: S608
+                f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}}"
+                f" AND kafka_partition = {{p{i}:UInt16}} AND kafka_offset > {{o{i}:Int64}}"
+                " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
             )
-            per_partition.setdefault(row.partition, []).append(row)
+        per_partition: dict[int, list[FeedRow]] = {}
+        for r in self._select(" UNION ALL ".join(reads), params):
+            rows = per_partition.setdefault(int(r["kafka_partition"]), [])
+            offset = int(r["kafka_offset"])
+            if not rows or rows[-1].offset != offset:  # a not-yet-merged copy: same position
+                rows.append(FeedRow(int(r["kafka_partition"]), offset, r["received_at"]))
         merged = list(
             heapq.merge(*per_partition.values(), key=lambda r: (r.received_at, r.partition, r.offset))
         )
         more = len(merged) > limit
         merged = merged[:limit]
         positions = dict(after)
+        for position in merged:
+            positions[position.partition] = position.offset
         if not merged:
             return FeedPage([], positions, more=False)
+        rows = self._feed_rows(tenant_id, after, positions, f)
+        out = []
+        for position in merged:
+            row = rows.get((position.partition, position.offset))
+            if row is not None:  # None only if retention dropped it between the two reads
+                out.append(row)
+        return FeedPage(out, positions, more=more)
 
-        rows = self._feed_rows(tenant_id, merged, f)
-        now = now or datetime.now(UTC)
-        out: list[dict[str, Any]] = []
-        skipped: list[tuple[int, int]] = []
-        stalled = False
-        for position_row in merged:
-            row = rows.get((position_row.occurred_at, position_row.event_id))
-            if row is None:
-                if now - position_row.received_at < FEED_MISSING_GRACE:
-                    stalled = True
-                    more = False
-                    break  # not visible yet: this page ends here, the next one resumes
-                skipped.append((position_row.partition, position_row.offset))
-            else:
-                out.append(
-                    {**row, "kafka_partition": position_row.partition, "kafka_offset": position_row.offset}
-                )
-            positions[position_row.partition] = position_row.offset
-        return FeedPage(out, positions, more=more, stalled=stalled, skipped=skipped)
+    def _feed_partitions(self, tenant_id: str) -> set[int]:
+        sql = (
+            f"SELECT DISTINCT kafka_partition AS p FROM {self.database}.audit_feed"  # noqa: S608
+            " WHERE tenant_id = {t:String}"
+        )
+        return {int(r["p"]) for r in self._select(sql, {"t": tenant_id})}
 
     def _feed_rows(
-        self, tenant_id: str, positions: list[FeedRow], f: EventFilter | None
-    ) -> dict[tuple[datetime, UUID], dict[str, Any]]:
-        """The stored rows of these positions, keyed by (occurred_at, event_id)."""
-        params: dict[str, Any] = {
-            "t": tenant_id,
-            "ts": sorted({p.occurred_at for p in positions}),
-            "ids": list({p.event_id for p in positions}),
-        }
+        self, tenant_id: str, after: dict[int, int], upto: dict[int, int], f: EventFilter | None
+    ) -> dict[tuple[int, int], dict[str, Any]]:
+        """The rows in (after[p], upto[p]] of each partition, keyed by position."""
+        params: dict[str, Any] = {"t": tenant_id}
         matched = "1"
         if f is not None:
             if f.tenant_id != tenant_id:
@@ -428,18 +409,24 @@ class Store:
             where, fparams = build_where(f)
             params.update(fparams)
             matched = where
-        # The key columns (tenant_id, occurred_at) with IN sets let the primary index
-        # pick the granules; event_id then narrows to the rows. No FINAL: copies of one
-        # event are identical, the dict below keeps one.
+        ranges = []
+        for i, (partition, last) in enumerate(upto.items()):
+            first = after.get(partition, -1)
+            if last <= first:
+                continue
+            params[f"rp{i}"], params[f"ra{i}"], params[f"rb{i}"] = partition, first, last
+            ranges.append(
+                f"(kafka_partition = {{rp{i}:UInt16}} AND kafka_offset > {{ra{i}:Int64}}"
+                f" AND kafka_offset <= {{rb{i}:Int64}})"
+            )
         sql = (
-            f"SELECT {_SELECT_COLUMNS}, ({matched}) AS _matched FROM {self._table}"  # noqa: S608
-            f" WHERE tenant_id = {{t:String}} AND occurred_at IN {{ts:Array({DT64})}}"
-            " AND event_id IN {ids:Array(UUID)}"
+            f"SELECT {_SELECT_COLUMNS}, ({matched}) AS _matched"  # noqa: S608
+            f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} AND ({' OR '.join(ranges)})"
         )
-        out: dict[tuple[datetime, UUID], dict[str, Any]] = {}
+        out: dict[tuple[int, int], dict[str, Any]] = {}
         for row in self._select(sql, params):
             row["_matched"] = bool(row["_matched"])
-            out[(row["occurred_at"], row["event_id"])] = row
+            out[(int(row["kafka_partition"]), int(row["kafka_offset"]))] = row
         return out
 
     def feed_watermark(self, tenant_id: str) -> dict[int, int]:
