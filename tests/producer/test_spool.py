@@ -114,7 +114,8 @@ async def test_events_left_in_the_spool_are_sent_first_in_tenant_order(
     async with AuditProducer(bootstrap=kafka_bootstrap, topic=topics.events, spool_dir=tmp_path) as online:
         fresh = [await online.emit(_event(TENANTS[n % 3], 300 + n)) for n in range(300)]
     assert _sample("auditstream_producer_spool_events") == 0
-    assert _sample("auditstream_producer_spool_sent_total") == sent_before + 300
+    # The 300 left-overs, and the fresh events emitted while they drained (spooled behind them).
+    assert _sample("auditstream_producer_spool_sent_total") >= sent_before + 300
 
     emitted = spooled + fresh
     expected: dict[str, list[str]] = defaultdict(list)

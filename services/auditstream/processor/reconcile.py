@@ -85,6 +85,9 @@ async def reconcile(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
+        # assign() starts a position reset; "latest" could win the race with seek() and skip
+        # records, "earliest" at worst re-reads ones that are filtered out.
+        auto_offset_reset="earliest",
         max_partition_fetch_bytes=max_fetch_bytes,
         fetch_max_bytes=max(max_fetch_bytes, 52428800),
     )

@@ -52,7 +52,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaConnectionError,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+)
 from pydantic import BaseModel
 
 from auditstream.config import Settings
@@ -68,6 +75,16 @@ log = logging.getLogger(__name__)
 
 # Spooled events sent per round when the broker is back.
 SPOOL_CHUNK = 500
+
+# The idempotent producer's sequence state is broken: after batches expired during an
+# outage, aiokafka keeps the old producer id and sequence numbers, and the broker refuses
+# every later batch for good. Only a new client (new producer id) sends again.
+_BROKEN_SEQUENCE = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+)
 
 EventLike = Mapping[str, Any] | AuditEvent
 
@@ -188,6 +205,8 @@ class AuditProducer:
         self._start_timeout = start_timeout
         self._producer: AIOKafkaProducer | None = None  # None until connected
         self._started = False
+        self._closing = False
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced clients being stopped
         # Failures of records enqueued by emit(), reported by the next flush().
         self._failures: list[tuple[uuid.UUID, BaseException]] = []
         self._unacked = 0
@@ -237,21 +256,23 @@ class AuditProducer:
             request_timeout_ms=self._request_timeout_ms,
         )
 
-    async def _connect(self, timeout: float | None) -> AIOKafkaProducer:
-        """A started client; retries with backoff for ``timeout`` seconds (None: forever)."""
+    async def _connect(self, within: float | None) -> AIOKafkaProducer:
+        """A started client; retries with backoff for ``within`` seconds (None: forever)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if within is None else loop.time() + within
         delay = 0.2
         while True:
+            if self._closing:  # aiokafka may swallow a cancellation while it connects
+                raise asyncio.CancelledError("the producer is closing")
             producer = self._new_client()
-            remaining = 30.0 if deadline is None else deadline - loop.time()
+            remaining = 5.0 if deadline is None else deadline - loop.time()
             try:
                 await asyncio.wait_for(producer.start(), timeout=max(remaining, 0.1))
             except (KafkaConnectionError, TimeoutError) as exc:
                 await producer.stop()
                 if deadline is not None and loop.time() >= deadline:
                     raise BrokerUnavailable(
-                        f"Kafka broker at {self.bootstrap} did not answer within {timeout:g} s: "
+                        f"Kafka broker at {self.bootstrap} did not answer within {within:g} s: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 log.info(
@@ -305,14 +326,22 @@ class AuditProducer:
             await self.flush()
         finally:
             self._started = False
+            self._closing = True
             if self._spool_task is not None:
                 self._spool_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._spool_task
+                # Bounded: the drain's connect loop sees _closing within one attempt.
+                await asyncio.wait({self._spool_task}, timeout=15.0)
+                if self._spool_task.done() and not self._spool_task.cancelled():
+                    self._spool_task.exception()  # retrieved: never "exception was never retrieved"
                 self._spool_task = None
+            self._closing = False
             producer, self._producer = self._producer, None
             if producer is not None:
                 await producer.stop()
+            if self._retiring:  # replaced clients still stopping: bounded wait, then cancel
+                _, late = await asyncio.wait(set(self._retiring), timeout=5.0)
+                for task in late:
+                    task.cancel()
             if self._spool is not None:
                 self._spool.close()
                 self._spool = None
@@ -499,12 +528,36 @@ class AuditProducer:
                     raise failed
             except (KafkaError, TimeoutError) as exc:
                 # Part of the chunk may have been written: sending it again is safe (same event_id).
+                if isinstance(exc, _BROKEN_SEQUENCE):
+                    await self._replace_client(exc)
+                    continue
                 log.info("broker still unreachable (%r); spool retry in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             spool.remove([seq for seq, _ in chunk])
             delay = 0.2
+
+    async def _replace_client(self, cause: BaseException) -> None:
+        """Swap the Kafka client for a new one (new producer id, sequences from 0).
+
+        Called by the drain only, when no direct send is in flight (it waits for them
+        first), so nothing but the spooled chunk - kept on disk - was in the old client.
+        """
+        log.warning("the broker refuses this producer's sequence (%r); reconnecting with a new client", cause)
+        old, self._producer = self._producer, None
+        if old is not None:
+            # Stopped aside: its stop() can take a long time (it may retry its broken batches
+            # until they expire), and the spool must not wait for it.
+            retiring = asyncio.create_task(old.stop(), name="auditstream-retired-client")
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retired)
+        self._producer = await self._connect(None)
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("stopping a replaced Kafka client failed: %r", task.exception())
 
     def _raise_failures(self) -> None:
         if self._failures:
