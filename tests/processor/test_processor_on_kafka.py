@@ -14,14 +14,16 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from auditstream.config import Settings
 from auditstream.demo.generator import generate_events
+from auditstream.events.stored import COLUMNS
+from auditstream.processor.dlq import read_dead_letter_headers
 from auditstream.processor.service import Processor
 from auditstream.store import EventFilter, Store
-from auditstream.store.errors import StoreUnavailable
+from auditstream.store.errors import StoreRejected, StoreUnavailable
 from tests.fixtures.kafka import Topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -62,6 +64,22 @@ async def _committed(bootstrap: str, group: str, topic: str, partitions: int) ->
     return sum(offsets[tp].offset for p in range(partitions) if (tp := TopicPartition(topic, p)) in offsets)
 
 
+class PickyStore(OutageStore):
+    """The real store; ClickHouse "refuses" any batch holding a row of actor ``poison``.
+
+    Stands for a row the table cannot take (a type or range error): the fault is
+    injected at the seam because valid events never produce one for real.
+    """
+
+    def insert_rows(self, rows: Sequence[tuple], *, dedup_token: str | None = None) -> None:
+        if any(row[_ACTOR_ID] == "poison" for row in rows):
+            raise StoreRejected("Code: 53. TYPE_MISMATCH (injected)")
+        super().insert_rows(rows, dedup_token=dedup_token)
+
+
+_ACTOR_ID = COLUMNS.index("actor_id")
+
+
 @pytest.fixture
 async def store(clickhouse_dsn: str, clickhouse_database: str) -> AsyncIterator[OutageStore]:
     s = OutageStore(clickhouse_dsn, f"{clickhouse_database}_{uuid.uuid4().hex[:6]}")
@@ -70,11 +88,8 @@ async def store(clickhouse_dsn: str, clickhouse_database: str) -> AsyncIterator[
     await asyncio.to_thread(s.close)
 
 
-async def test_nothing_is_committed_while_the_store_fails_and_everything_is_stored_after(
-    kafka_bootstrap: str, topics: Topics, store: OutageStore, tmp_path
-) -> None:
-    group = f"test-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
+def _settings(kafka_bootstrap: str, topics: Topics, tmp_path, group: str) -> Settings:
+    return Settings(
         kafka_bootstrap=kafka_bootstrap,
         topic=topics.events,
         dlq_topic=topics.dlq,
@@ -85,6 +100,70 @@ async def test_nothing_is_committed_while_the_store_fails_and_everything_is_stor
         write_retry_initial_seconds=0.05,
         write_retry_max_seconds=0.2,
     )
+
+
+async def test_a_row_clickhouse_refuses_goes_to_the_dlq_and_the_partition_moves_on(
+    kafka_bootstrap: str, topics: Topics, clickhouse_dsn: str, clickhouse_database: str, tmp_path
+) -> None:
+    store = PickyStore(clickhouse_dsn, f"{clickhouse_database}_{uuid.uuid4().hex[:6]}")
+    await asyncio.to_thread(store.open)
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    events = list(generate_events(60, tenants=["acme"], seed=5))
+    events[17]["actor"] = {"id": "poison"}
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(topics.events, orjson.dumps(event), key=b"acme")
+        await producer.flush()
+    finally:
+        await producer.stop()
+    processor = Processor(_settings(kafka_bootstrap, topics, tmp_path, group), store)
+    await processor.start()
+    everything = EventFilter(tenant_id="acme", since=datetime(2000, 1, 1, tzinfo=UTC))
+    try:
+        await _until(lambda: store.count_events(everything) == len(events) - 1, "the other events stored")
+
+        async def committed_all() -> bool:
+            return await _committed(kafka_bootstrap, group, topics.events, topics.partitions) == len(events)
+
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not await committed_all():
+            assert time.monotonic() < deadline, "the partition did not move past the refused row"
+            await asyncio.sleep(0.1)
+    finally:
+        await processor.stop()
+        await asyncio.to_thread(store.close)
+    letters = await _dead_letters(kafka_bootstrap, topics.dlq, expected=1)
+    assert len(letters) == 1
+    headers = read_dead_letter_headers(letters[0].headers)
+    assert "rejected by ClickHouse" in headers["auditstream.error.reason"]
+    assert orjson.loads(letters[0].value)["actor"]["id"] == "poison"
+
+
+async def _dead_letters(bootstrap: str, topic: str, *, expected: int) -> list:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    out: list = []
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while len(out) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(records)
+        for records in (await consumer.getmany(timeout_ms=300)).values():  # nothing more may come
+            out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_nothing_is_committed_while_the_store_fails_and_everything_is_stored_after(
+    kafka_bootstrap: str, topics: Topics, store: OutageStore, tmp_path
+) -> None:
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    settings = _settings(kafka_bootstrap, topics, tmp_path, group)
     events = list(generate_events(N_EVENTS, tenants=["acme"], seed=3))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
