@@ -95,6 +95,10 @@ def _api_export(api: ApiProcess, token: str, params: dict[str, str], deadline_s:
                     if time.monotonic() - t0 > deadline_s:
                         complete = False  # leaving the block closes the stream: the API stops
                         break
+    except httpx.HTTPError as exc:
+        # A timeout (no first byte within 60 s) is a result to record, not a reason to
+        # lose the other export figures of the run.
+        error = f"{type(exc).__name__}: {exc}"
     finally:
         stop.set()
         sampler.join(timeout=2)
