@@ -317,3 +317,76 @@ def test_throughput_is_reported(loaded: Loaded) -> None:
     assert loaded.seconds > 0
     assert json.loads(RESULTS.read_text())["messages"] == N_MESSAGES
     assert timedelta(seconds=loaded.seconds) < timedelta(seconds=STORED_WITHIN_SECONDS)
+
+
+# --- the SIEM feed and live mode through the real broker and processor ----------------
+LATE_TENANT = "umbrella"  # its own tenant: the counts above stay exact
+
+
+def _feed_until(loaded: Loaded, key: str, cursor: str | None, want: int) -> tuple[list[str], str]:
+    """Follow next_cursor until ``want`` events came (bounded), return their ids and the cursor."""
+    ids: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(ids) < want and time.monotonic() < deadline:
+        params: dict[str, Any] = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+        response = httpx.get(
+            f"{loaded.pipeline.url}/v1/feed",
+            params=params,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        ids.extend(e["event_id"] for e in body["data"])
+        cursor = body["next_cursor"]
+        if not body["data"]:
+            time.sleep(0.1)  # caught up: poll again (the processor is still writing)
+    return ids, cursor or ""
+
+
+def test_feed_delivers_late_events_exactly_once(loaded: Loaded) -> None:
+    key = KeyStore(loaded.pipeline.data_dir / "keys.sqlite3").create(LATE_TENANT, Role.READER).token
+    now = datetime.now(UTC)
+    first = list(
+        generate_events(120, tenants=[LATE_TENANT], seed=11, start=now - timedelta(hours=1), end=now)
+    )
+    # Arrive later but happened earlier: hours and days before the events already fetched.
+    late = list(
+        generate_events(
+            80, tenants=[LATE_TENANT], seed=12, start=now - timedelta(days=3), end=now - timedelta(hours=5)
+        )
+    )
+    for event in first + late:
+        event["event_id"] = str(uuid7())
+    bootstrap = loaded.pipeline.env["AUDITSTREAM_KAFKA_BOOTSTRAP"]
+
+    asyncio.run(_produce(bootstrap, loaded.topics.events, first, []))
+    got_first, cursor = _feed_until(loaded, key, None, len(first))
+    asyncio.run(_produce(bootstrap, loaded.topics.events, late, []))
+    got_late, _ = _feed_until(loaded, key, cursor, len(late))
+
+    assert sorted(got_first) == sorted(e["event_id"] for e in first)
+    assert sorted(got_late) == sorted(e["event_id"] for e in late)
+
+
+def test_live_mode_receives_an_event_produced_after_it_connects(loaded: Loaded) -> None:
+    key = KeyStore(loaded.pipeline.data_dir / "keys.sqlite3").create(LATE_TENANT, Role.READER).token
+    event = next(generate_events(1, tenants=[LATE_TENANT], seed=13))
+    event["event_id"] = str(uuid7())
+    bootstrap = loaded.pipeline.env["AUDITSTREAM_KAFKA_BOOTSTRAP"]
+    received: list[dict[str, Any]] = []
+    with httpx.stream(
+        "GET",
+        f"{loaded.pipeline.url}/v1/live",
+        params={"max_seconds": 30},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=40,
+    ) as response:
+        assert response.status_code == 200
+        asyncio.run(_produce(bootstrap, loaded.topics.events, [event], []))  # after the stream opened
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                received.append(json.loads(line.removeprefix("data:").strip()))
+                if any(e.get("event_id") == event["event_id"] for e in received):
+                    break
+    assert event["event_id"] in {e.get("event_id") for e in received}
