@@ -8,7 +8,7 @@ SQLite in WAL mode lets ``auditstream keys create`` (another process) write whil
 the API server reads; each operation opens its own short connection, which keeps
 the class safe to call from FastAPI's thread pool without sharing a connection.
 
-This module is imported by the CLI, so it depends on the standard library only.
+This module is imported by the CLI, so it depends on the standard library (and sqlite_file) only.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from auditstream.api import sqlite_file
 
 __all__ = ["ApiKey", "CachedVerifier", "KeyStore", "NewKey", "Role", "parse_token"]
 
@@ -110,22 +112,10 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            # WAL is a property of the file, so setting it once is enough for every
-            # later connection, including those of other processes.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
+        sqlite_file.create(self.path, _SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # busy_timeout: a concurrent writer (the CLI) holds the lock only for a moment.
-        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_file.connect(self.path)
 
     @staticmethod
     def _row_to_key(row: sqlite3.Row) -> ApiKey:

@@ -1,0 +1,32 @@
+"""The small SQLite files beside the data (API keys, export jobs).
+
+Each operation opens its own short connection: safe from FastAPI's thread pool and
+from another process (``auditstream keys create`` while the server runs). WAL is a
+property of the file, so setting it once serves every later connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    # busy_timeout: a concurrent writer holds the lock only for a moment.
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        yield conn
+    finally:
+        conn.close()
+
+
+def create(path: Path, schema: str) -> None:
+    """Create the file (and its folder) in WAL mode and apply ``schema`` (idempotent DDL)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(schema)
