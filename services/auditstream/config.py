@@ -46,12 +46,21 @@ class Settings(BaseSettings):
     retention_days: int = Field(365, ge=1)
 
     # --- processor -----------------------------------------------------------
-    batch_max_events: int = Field(5000, ge=1, description="A batch closes at this many events ...")
+    # 20,000: ClickHouse's cost per inserted row falls with the block size (measured in chDB,
+    # same rows: 15.6 µs/row in blocks of 5,000, 12.1 µs in blocks of 20,000), and fewer,
+    # larger parts are what MergeTree wants. Below ~40k events/s batches close on time.
+    batch_max_events: int = Field(20000, ge=1, description="A batch closes at this many events ...")
     # Half a second: at moderate rates batches close on time, and the produce-to-queryable
     # p99 bar (2 s) needs the wait for a batch to close well under it.
     batch_max_seconds: float = Field(0.5, gt=0, description="... or after this long, whichever first.")
+    # Two: while one batch is being written (ClickHouse works mostly outside the GIL), the
+    # next is fetched and validated; writes still happen one batch at a time, in order.
+    batches_in_flight: int = Field(2, ge=1, le=8, description="Batches validated ahead of the write.")
     write_retry_initial_seconds: float = Field(0.2, gt=0)
     write_retry_max_seconds: float = Field(10.0, gt=0)
+    gc_tuning: bool = Field(
+        True, description="Freeze start-up objects and collect less often (see processor/gc_tuning.py)."
+    )
 
     # --- API -----------------------------------------------------------------
     api_host: str = "127.0.0.1"

@@ -7,6 +7,7 @@ switch at its seam (``insert_rows``), so an outage can be started and ended on c
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -199,3 +200,95 @@ async def test_nothing_is_committed_while_the_store_fails_and_everything_is_stor
     finally:
         await processor.stop()
     assert store.count_events(everything) == N_EVENTS
+
+
+class OrderedWritesStore(Store):
+    """The real store, recording every write and whether two ever overlapped.
+
+    The first write is held until the processor has started validating the next
+    batch (or a deadline passes): the pipelining under test is that the next batch
+    is validated while the previous one is being written.
+    """
+
+    def __init__(self, *args: object, next_batch_started: threading.Event, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.next_batch_started = next_batch_started
+        self.writes: list[tuple[int, list[int]]] = []  # (partition, offsets) per insert
+        self.overlapped = False
+        self.overlap_seen_in_first_write = False
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def insert_rows(self, rows: Sequence[tuple], *, dedup_token: str | None = None) -> None:
+        with self._lock:
+            self._active += 1
+            self.overlapped |= self._active > 1
+            first = not self.writes
+            self.writes.append((rows[0][_PARTITION], [row[_OFFSET] for row in rows]))
+        try:
+            if first:
+                self.overlap_seen_in_first_write = self.next_batch_started.wait(DEADLINE_SECONDS)
+            super().insert_rows(rows, dedup_token=dedup_token)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+
+_PARTITION = COLUMNS.index("kafka_partition")
+_OFFSET = COLUMNS.index("kafka_offset")
+
+
+async def test_the_next_batch_is_validated_during_a_write_and_writes_stay_in_offset_order(
+    kafka_bootstrap: str,
+    topics: Topics,
+    clickhouse_dsn: str,
+    clickhouse_database: str,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from auditstream.processor import service
+
+    validations: list[int] = []
+    next_batch_started = threading.Event()
+    real_process_batch = service.process_batch
+
+    def counting_process_batch(messages: Sequence[object], **kwargs: object) -> object:
+        validations.append(len(messages))
+        if len(validations) >= 2:
+            next_batch_started.set()
+        return real_process_batch(messages, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "process_batch", counting_process_batch)
+    store = OrderedWritesStore(
+        clickhouse_dsn,
+        f"{clickhouse_database}_{uuid.uuid4().hex[:6]}",
+        next_batch_started=next_batch_started,
+    )
+    await asyncio.to_thread(store.open)
+    events = list(generate_events(N_EVENTS, tenants=["acme", "globex", "initech"], seed=11))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(topics.events, orjson.dumps(event), key=event["tenant_id"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    settings = _settings(kafka_bootstrap, topics, tmp_path, f"test-{uuid.uuid4().hex[:8]}")
+    assert settings.batches_in_flight == 2
+    processor = Processor(settings, store)
+    await processor.start()
+    try:
+        stored = lambda: sum(len(offsets) for _, offsets in store.writes) >= N_EVENTS  # noqa: E731
+        await _until(stored, "every event written")
+    finally:
+        await processor.stop()
+        await asyncio.to_thread(store.close)
+    assert store.overlap_seen_in_first_write, "the second batch was not validated during the first write"
+    assert not store.overlapped, "two writes ran at the same time"
+    last: dict[int, int] = {}
+    for partition, offsets in store.writes:
+        assert offsets == sorted(offsets)
+        assert offsets[0] > last.get(partition, -1), f"partition {partition} written out of order"
+        last[partition] = offsets[-1]
+    assert sum(len(offsets) for _, offsets in store.writes) == N_EVENTS

@@ -75,7 +75,7 @@ def enrich(
     same id, so the store's duplicate elimination by ``event_id`` still holds.
     """
     if received_at.tzinfo is not UTC or received_at.microsecond % 1000:
-        received_at = _utc_ms(received_at)
+        received_at = utc_ms(received_at)
     occurred_at = event.occurred_at
     event_id = event.event_id
     if event_id is None:
@@ -119,7 +119,8 @@ def enrich(
     )
 
 
-def _utc_ms(value: datetime) -> datetime:
+def utc_ms(value: datetime) -> datetime:
+    """``value`` in UTC, truncated to milliseconds (what ``DateTime64(3, 'UTC')`` stores)."""
     if value.tzinfo is None or value.utcoffset() is None:
         # A naive datetime would be read as local time: a bug in the caller, not data.
         raise ValueError("received_at must be timezone-aware")

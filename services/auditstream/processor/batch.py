@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from auditstream.events.stored import enrich
+from auditstream.events.stored import enrich, utc_ms
 from auditstream.events.validation import FieldError, InvalidEvent, parse_event
 
 
@@ -71,6 +71,7 @@ def process_batch(
     """Validate and enrich each message; duplicates of an event_id within the batch are dropped."""
     out = ProcessedBatch()
     seen: set = set()
+    received_at = utc_ms(received_at)  # once per batch, not once per event in enrich
     for message in messages:
         try:
             event = parse_event(message.value, now=now)

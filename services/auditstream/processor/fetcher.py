@@ -13,11 +13,17 @@ control, the DLQ producer, and offset commits. Commits follow faust's ack rule:
 the consumer commits, every ``broker_commit_interval``, the offsets of messages
 that were acknowledged — and this fetcher acknowledges a batch only after the
 handler returned, i.e. after the batch is stored and its rejects are in the DLQ.
+
+Up to ``batches_in_flight`` batches are handled at once, so the next batch is fetched
+and validated while the previous one is written (the handler keeps the writes one at a
+time and in order). Batches are acknowledged in the order they were fetched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +39,7 @@ _MIN_POLL_SECONDS = 0.01
 class BatchHandler(Protocol):
     batch_max_events: int
     batch_max_seconds: float
+    batches_in_flight: int
 
     def handle_batch(self, messages: Sequence[Message]) -> Awaitable[None]:
         """Process a batch to the end; return only when it may be acknowledged."""
@@ -50,19 +57,39 @@ class BatchFetcher(Fetcher):
         ack: Callable[[Message], bool] = consumer.ack
         max_events = handler.batch_max_events
         max_seconds = handler.batch_max_seconds
+        max_in_flight = max(1, handler.batches_in_flight)
+        in_flight: deque[tuple[asyncio.Future[None], list[Message]]] = deque()
+
+        async def settle(block: bool) -> None:
+            """Acknowledge finished batches from the oldest; with ``block``, wait for the oldest."""
+            while in_flight and (block or in_flight[0][0].done()):
+                done, messages = in_flight[0]
+                await asyncio.shield(done)  # raises if the handler failed: nothing acked
+                in_flight.popleft()
+                for message in messages:
+                    ack(message)
+                block = False
+
         buffer: list[Message] = []
         opened = 0.0
-        while not self.should_stop:
-            wait = max_seconds if not buffer else opened + max_seconds - time.monotonic()
-            async for _tp, message in consumer.getmany(timeout=max(wait, _MIN_POLL_SECONDS)):
-                if not buffer:
-                    opened = time.monotonic()
-                buffer.append(message)
-            if buffer and (len(buffer) >= max_events or time.monotonic() - opened >= max_seconds):
-                await handler.handle_batch(buffer)
-                for message in buffer:
-                    ack(message)
-                buffer = []
+        try:
+            while not self.should_stop:
+                await settle(block=False)
+                wait = max_seconds if not buffer else opened + max_seconds - time.monotonic()
+                async for _tp, message in consumer.getmany(timeout=max(wait, _MIN_POLL_SECONDS)):
+                    if not buffer:
+                        opened = time.monotonic()
+                    buffer.append(message)
+                if buffer and (len(buffer) >= max_events or time.monotonic() - opened >= max_seconds):
+                    if len(in_flight) >= max_in_flight:
+                        await settle(block=True)
+                    in_flight.append((asyncio.ensure_future(handler.handle_batch(buffer)), buffer))
+                    buffer = []
+        finally:
+            # Stopping (shutdown, rebalance): batches already handed over finish (the
+            # handler bounds that) and are acknowledged, so their offsets can be committed.
+            while in_flight:
+                await settle(block=True)
 
 
 class BatchTransport(Transport):

@@ -5,8 +5,14 @@
 and faust commits only acknowledged offsets. So ``handle_batch`` must never
 return (or be torn down) with a batch that is not stored: it finishes the batch,
 or ends the process without a commit (the batch is then replayed at restart and
-de-duplicated by the store). One batch at a time: a partition's events are
-processed in offset order.
+de-duplicated by the store).
+
+Batches overlap but writes do not: the fetcher hands over up to ``batches_in_flight``
+batches, each is validated on a worker thread (off the event loop, which also serves
+the API in embedded mode) as soon as it arrives, and then waits for the batch before it
+to be written. So a partition's events reach the store in offset order, one batch at a
+time (the feed's gap-free guarantee relies on it), while validating batch N+1 overlaps
+with writing batch N — ClickHouse does most of an insert outside the GIL.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from auditstream.processor.batch import KafkaMessage, ProcessedBatch, Rejected, 
 from auditstream.processor.dlq import dead_letter
 from auditstream.processor.faust_app import build_faust_app
 from auditstream.processor.fetcher import BatchTransport
+from auditstream.processor.gc_tuning import tune_gc_for_batches
 from auditstream.processor.lag import record_lag
 from auditstream.processor.sink import ClickHouseSink
 from auditstream.store.store import Store
@@ -63,6 +70,9 @@ class Processor:
         )
         self.batch_max_events = settings.batch_max_events
         self.batch_max_seconds = settings.batch_max_seconds
+        self.batches_in_flight = settings.batches_in_flight
+        # Resolved when the most recently started batch is written (or abandoned).
+        self._written: asyncio.Future[None] | None = None
         self.app = build_faust_app(settings)
         transport = BatchTransport(self.app.conf.broker_consumer, self.app)
         transport.batch_handler = self
@@ -78,6 +88,8 @@ class Processor:
     async def start(self) -> None:
         self.state = "starting"
         await self.app.start()
+        if self.settings.gc_tuning:
+            tune_gc_for_batches()
         self.state = "running"
         log.info(
             "processor started", extra={"topic": self.settings.topic, "group": self.settings.consumer_group}
@@ -123,20 +135,33 @@ class Processor:
             os._exit(EXIT_UNEXPECTED)
 
     async def process(self, messages: Sequence[KafkaMessage]) -> None:
-        """Process one batch to the end: rejects published, rows stored. Returns only when both are done."""
-        metrics.CONSUMED.inc(len(messages))
-        metrics.BATCH_SIZE.observe(len(messages))
-        now = datetime.now(UTC)
-        batch = process_batch(messages, received_at=now, now=now)
-        metrics.DUPLICATES.inc(batch.duplicates)
-        by_position = {(m.partition, m.offset): m for m in messages}
-        rejected = list(batch.rejected)
-        await self._store(batch, by_position, rejected)
-        if rejected:
-            await self._publish_dead_letters(rejected)
-        self.batches += 1
-        metrics.LAST_BATCH.set(time.time())
-        record_lag(self.app.consumer, messages)
+        """Process one batch to the end: rejects published, rows stored. Returns only when both are done.
+
+        Validation starts at once; the write waits until every earlier batch is written.
+        """
+        previous = self._written
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._written = written
+        try:
+            metrics.CONSUMED.inc(len(messages))
+            metrics.BATCH_SIZE.observe(len(messages))
+            now = datetime.now(UTC)
+            batch = await asyncio.to_thread(process_batch, messages, received_at=now, now=now)
+            metrics.DUPLICATES.inc(batch.duplicates)
+            by_position = {(m.partition, m.offset): m for m in messages}
+            rejected = list(batch.rejected)
+            if previous is not None:
+                await asyncio.shield(previous)
+            await self._store(batch, by_position, rejected)
+            if rejected:
+                await self._publish_dead_letters(rejected)
+            self.batches += 1
+            metrics.LAST_BATCH.set(time.time())
+            record_lag(self.app.consumer, messages)
+        finally:
+            # A batch that failed ends the process (_process_safely), so the next one
+            # never writes past it; resolving here only keeps the chain from hanging.
+            written.set_result(None)
 
     async def _store(
         self,
