@@ -12,11 +12,19 @@ Shape (why: query cost depends on skew, not on the mean):
 - actors: the same Zipf law over ``actors`` per tenant (a few very active users, a long tail);
 - time: 80% uniform over ``days``, 20% in 50 bursts of 10 minutes (incidents, scans);
 - actions: 20 actions, the first ones most frequent; 5% failures with a reason;
-- ingest position: partition = n % 3, offset = n / 3, received_at = occurred_at + up to 5 s.
+- ingest position, as Kafka assigns it: rows arrive in row-number order, so
+  ``received_at`` grows with the row number (the inverse of the arrival-time
+  distribution above, a piecewise-linear curve computed here), partition = n % 3 and
+  offset = n / 3 follow arrival within each partition, and ``occurred_at`` is up to
+  5 s before ``received_at``. (An earlier version drew times independently of the row
+  number, so offsets ran back and forth in time — no broker does that — which made the
+  feed's first page read parts of every month.)
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +59,31 @@ class Dataset:
         return end - timedelta(days=self.days), end
 
 
+BURSTS = 50
+BURST_MS = 600_000
+BURST_SHARE = 0.2
+
+
+def arrival_curve(span_ms: int, *, seed: int = 8) -> tuple[list[float], list[int]]:
+    """Breakpoints ``(quantiles, ms)`` of the arrival-time distribution's CDF over ``span_ms``.
+
+    Density: ``1 - BURST_SHARE`` of the rows uniform over the span, ``BURST_SHARE`` split
+    evenly over ``BURSTS`` bursts of ``BURST_MS`` (overlapping bursts add up). Between
+    breakpoints the CDF is linear, so row quantile -> time is an exact linear interpolation.
+    """
+    rng = random.Random(seed)
+    burst_ms = min(BURST_MS, span_ms)
+    starts = [rng.randrange(0, span_ms - burst_ms + 1) for _ in range(BURSTS)]
+    points = sorted({0, span_ms, *starts, *(s + burst_ms for s in starts)})
+    base = (1 - BURST_SHARE) / span_ms
+    per_burst = BURST_SHARE / BURSTS / burst_ms
+    cdf = [0.0]
+    for a, b in itertools.pairwise(points):
+        covering = sum(1 for s in starts if s <= a and b <= s + burst_ms)
+        cdf.append(cdf[-1] + (b - a) * (base + covering * per_burst))
+    return [q / cdf[-1] for q in cdf], points
+
+
 def _u(salt: int) -> str:
     """A uniform [0, 1) draw per row, independent per salt."""
     return f"(cityHash64(number, {salt}) % 1000000000) / 1e9"
@@ -59,7 +92,7 @@ def _u(salt: int) -> str:
 def select_sql(ds: Dataset, start: int, count: int) -> str:
     since, end = ds.window
     span_ms = int((end - since).total_seconds() * 1000)
-    end_ms = int(end.timestamp() * 1000)
+    since_ms = int(since.timestamp() * 1000)
     actions = "[" + ", ".join(f"'{a}'" for a in ACTIONS) + "]"
     categories = "[" + ", ".join(f"'{categorize(a)}'" for a in ACTIONS) + "]"
     tenant = (
@@ -67,15 +100,18 @@ def select_sql(ds: Dataset, start: int, count: int) -> str:
         if ds.single_tenant
         else "concat('tenant-', leftPad(toString(t_rank), 4, '0'))"
     )
-    # Burst starts are hashes of the burst number; a burst row lands within 10 minutes after it.
-    burst_ms = f"toInt64((cityHash64(intDiv(cityHash64(number, 7) % 50, 1), 8) % {span_ms}))"
-    offset_ms = f"if({_u(6)} < 0.2, {burst_ms} + toInt64({_u(9)} * 600000), toInt64({_u(5)} * {span_ms}))"
+    # Arrival time = the arrival CDF's inverse at the row's quantile (linear between breakpoints).
+    qs, ts = arrival_curve(span_ms)
+    q = f"((number - {ds.first_number} + 0.5) / {ds.rows})"
+    curve = f"[{', '.join(repr(v) for v in qs)}] AS qs, [{', '.join(str(t) for t in ts)}] AS ts"
+    arrival_ms = (
+        f"toInt64({since_ms} + ts[i - 1] + ({q} - qs[i - 1]) * (ts[i] - ts[i - 1]) / (qs[i] - qs[i - 1]))"
+    )
     values = {
         "event_id": "generateUUIDv4(number)",
         "tenant_id": tenant,
-        "occurred_at": f"fromUnixTimestamp64Milli(toInt64({end_ms} - least({span_ms}, {offset_ms})), 'UTC')",
-        "received_at": f"fromUnixTimestamp64Milli(toInt64({end_ms} - least({span_ms}, {offset_ms}) + "
-        f"toInt64({_u(10)} * 5000)), 'UTC')",
+        "occurred_at": f"fromUnixTimestamp64Milli(arrival_ms - toInt64({_u(10)} * 5000), 'UTC')",
+        "received_at": "fromUnixTimestamp64Milli(arrival_ms, 'UTC')",
         "action": f"{actions}[a_idx]",
         "category": f"{categories}[a_idx]",
         "severity": "if(failed, 'medium', 'info')",
@@ -109,7 +145,10 @@ def select_sql(ds: Dataset, start: int, count: int) -> str:
         f"    toUInt32(floor(exp({_u(1)} * log({ds.tenants} + 1)))) - 1 AS t_rank,\n"
         f"    toUInt32(floor(exp({_u(2)} * log({ds.actors} + 1)))) - 1 AS actor,\n"
         f"    toUInt8(1 + least(19, floor(pow({_u(4)}, 2) * 20))) AS a_idx,\n"
-        f"    {_u(13)} < 0.05 AS failed\n"
+        f"    {_u(13)} < 0.05 AS failed,\n"
+        f"    {curve},\n"
+        f"    arrayFirstIndex(x -> x > {q}, qs) AS i,\n"
+        f"    {arrival_ms} AS arrival_ms\n"
         f"  FROM numbers({start}, {count}))"
     )
 
