@@ -12,6 +12,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from auditstream.api.app import create_app
+from auditstream.api.formats import CSV_COLUMNS
 from auditstream.api.keys import KeyStore, Role
 from auditstream.config import Settings
 from auditstream.events.model import AuditEvent
@@ -71,3 +72,25 @@ def row(e: AuditEvent, offset: int, partition: int = 0, received_at: datetime | 
         offset=offset,
         received_at=received_at or datetime.now(UTC),
     )
+
+
+def csv_record(event: dict[str, Any]) -> list[str]:
+    """The former Python encoder's fields of one event (API JSON shape), in CSV_COLUMNS order."""
+    record: list[str] = []
+    for column in CSV_COLUMNS:
+        value: Any = event
+        for part in column.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                break
+        if value is None:
+            record.append("")
+        elif isinstance(value, str):
+            record.append(value)
+        elif isinstance(value, bool):
+            record.append("true" if value else "false")
+        elif isinstance(value, int | float):
+            record.append(str(value))
+        else:
+            record.append(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+    return record

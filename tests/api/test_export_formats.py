@@ -1,4 +1,9 @@
-"""/v1/export in ndjson, json and csv: the same events, CSV round-trips through Python's csv module."""
+"""/v1/export in ndjson, json and csv: the same events, CSV round-trips through Python's csv module.
+
+The files are written by ClickHouse (``store.export``); the references here are the
+former Python encoders (``row_to_event`` + orjson, and ``csv_record`` below), so the
+files read back exactly as they did.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +17,27 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from auditstream.api.formats import (
-    CSV_COLUMNS,
-    encode_chunks,
-    event_to_csv_record,
-    file_extension,
-    media_type,
-)
+from auditstream.api.formats import CSV_COLUMNS, file_extension, media_type
 from auditstream.config import Settings
 from auditstream.events.stored import row_to_event
-from auditstream.store import EventFilter, Store
-from tests.api._support import auth, client_for, event, make_settings, make_tokens, row
+from auditstream.store import EventExport, EventFilter, Store
+from tests.api._support import auth, client_for, csv_record, event, make_settings, make_tokens, row
 
 pytestmark = pytest.mark.clickhouse
 
 A = "acme"
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-TRICKY = ['comma, "quoted"', "line\nbreak\r\nand cr", "ünïcödé ✓", "=cmd|' /C calc'!A0", "tab\there", ""]
+TRICKY = [
+    'comma, "quoted"',
+    "line\nbreak\r\nand cr",
+    "ünïcödé ✓ \u2028\u2029 a/b </x>",
+    "=cmd|' /C calc'!A0",
+    "tab\there",
+    "",
+    "".join(map(chr, range(1, 32))) + "\x7f",
+    '\\u001F is text, \\ too "\\u2028"',
+]
+CHANGE_VALUES = [None, True, False, 0, -7, 1.5, 1.5e300, 1e-7, 12345678901234567890, "", 'x,"y"', "a\x1fb"]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +48,17 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
     for i in range(60):
         extra: dict[str, Any] = {"actor": {"name": TRICKY[i % len(TRICKY)] or None, "ip": f"10.0.0.{i}"}}
         if i % 3 == 0:
-            extra["details"] = {"note": TRICKY[i % len(TRICKY)], "k": str(i)}
+            extra["details"] = {
+                "note": TRICKY[i % len(TRICKY)],
+                "k": str(i),
+                "a/b": TRICKY[(i + 1) % len(TRICKY)],
+            }
             extra["resource"] = {"type": "scan", "id": f"scan-{i}"}
         if i % 4 == 0:
-            extra["changes"] = [{"field": "mode", "old": i, "new": 'x,"y"'}]
+            extra["changes"] = [
+                {"field": "mode", "old": i, "new": 'x,"y"'},
+                {"field": "v", "old": CHANGE_VALUES[i % 12], "new": CHANGE_VALUES[(i + 5) % 12]},
+            ]
             extra["outcome"] = "failure"
             extra["reason"] = TRICKY[i % len(TRICKY)] or "x"
             extra["source"] = {"service": "api", "request_id": f"r{i}"}
@@ -93,7 +109,7 @@ def test_ndjson_json_and_csv_agree(client: TestClient, tokens: dict[str, str], s
     header = next(reader)
     assert tuple(header) == CSV_COLUMNS
     records = list(reader)
-    assert records == [event_to_csv_record(e) for e in ndjson]
+    assert records == [csv_record(e) for e in ndjson]
     # And back to values: the flattened columns hold the nested fields.
     by_id = {e["event_id"]: e for e in ndjson}
     for rec in records:
@@ -129,6 +145,6 @@ def test_empty_and_bad_format(client: TestClient, tokens: dict[str, str]) -> Non
     assert r.status_code == 200 and r.content == b""
 
 
-def test_encode_chunks_unknown_format() -> None:
+def test_export_unknown_format(store: Store) -> None:
     with pytest.raises(ValueError):
-        encode_chunks("xml", [])
+        EventExport(store, EventFilter(A), "xml")

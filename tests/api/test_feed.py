@@ -127,3 +127,39 @@ def test_feed_cursor_is_bound_to_tenant(client: TestClient, tokens: dict[str, st
         assert r.status_code == 400, bad
     r = client.get("/v1/feed", params={"limit": 10001}, headers=auth(tokens, f"{A}:reader"))
     assert r.status_code == 400
+
+
+def test_feed_asks_for_the_watermark_once(
+    client: TestClient, tokens: dict[str, str], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page is read against the heads it reports: no second watermark query per request."""
+    p = Producer(store)
+    p.offsets = {0: itertools.count(50_000), 1: itertools.count(50_000)}
+    p.batch(2)
+    sent: list[str] = []
+    original = store._select
+
+    def counted(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        sent.append(sql)
+        return original(sql, params)
+
+    monkeypatch.setattr(store, "_select", counted)
+    latest = page(client, tokens, start="latest")
+    assert latest["count"] == 0 and latest["watermark"]["caught_up"] is True
+    assert len(sent) == 1, sent  # start=latest: the heads, nothing else
+    heads = {m["partition"]: m["offset"] for m in latest["watermark"]["partitions"]}
+    assert heads == store.feed_watermark(A) and set(heads) == {0, 1}
+    assert page(client, tokens, cursor=latest["next_cursor"])["count"] == 0
+
+    new = p.batch(3)
+    store.insert_rows(new)  # re-delivered before merging: the copies must not hide the rest
+    sent.clear()
+    body = page(client, tokens, cursor=latest["next_cursor"], limit=2)
+    assert len(sent) == 3, sent  # heads, positions, rows
+    assert body["count"] == 2 and body["watermark"]["caught_up"] is False
+    marks = {m["partition"]: m["offset"] for m in body["watermark"]["partitions"]}
+    assert marks == {0: heads[0] + 2, 1: heads[1] + 1}
+    rest = page(client, tokens, cursor=body["next_cursor"], limit=2)
+    assert rest["count"] == 1 and rest["watermark"]["caught_up"] is True
+    got = [e["event_id"] for e in body["data"] + rest["data"]]
+    assert sorted(got) == sorted(str(r[0]) for r in new)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import pytest
-
-from auditstream.api.formats import encode_chunks
 from auditstream.api.routes.export import _END, _Pump
 
 
@@ -48,8 +45,3 @@ def test_pump_is_bounded_and_stops_when_the_consumer_leaves() -> None:
     assert not pump._thread.is_alive()
     # Bounded: at most the queue plus the item in hand beyond what was consumed.
     assert produced <= 1 + 2 + 1
-
-
-@pytest.mark.parametrize("fmt", ["ndjson", "json"])
-def test_encode_chunks_skips_empty_chunks(fmt: str) -> None:
-    assert b"".join(encode_chunks(fmt, [[], []])) == (b"" if fmt == "ndjson" else b"[]\n")

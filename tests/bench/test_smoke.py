@@ -25,8 +25,10 @@ EXPECTED = {
     },
     "latency": {("latency.produce_to_queryable", "p50_ms"), ("latency.produce_to_queryable", "p99_ms")},
     "export": {
-        ("export.clickhouse.JSONEachRow.2k", "rows_per_s"),
+        ("export.clickhouse.materialized.JSONEachRow.2k", "rows_per_s"),
+        ("export.clickhouse.streamed.JSONEachRow.2k", "rows_per_s"),
         ("export.api.ndjson.2k", "rows_per_s"),
+        ("export.api.json.2k", "rows_per_s"),
         ("export.api.ndjson.5k", "peak_rss_mb"),
         ("export.api.csv.5k", "rows_per_s"),
     },

@@ -15,7 +15,7 @@ same rows.
 Surviving a restart: a job found ``pending`` or ``running`` when the runner starts
 was interrupted (API stopped or killed); it is queued again and restarted from
 scratch (the ``.part`` file is overwritten). Stopping the runner does not fail the
-jobs it was running: they stop at the next chunk and stay ``running`` until the
+jobs it was running: they stop at the next slice of the file and stay ``running`` until the
 next start.
 
 At most ``workers`` (1–2) jobs run at once; the others wait ``pending``.
@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +40,14 @@ from typing import Any
 import orjson
 
 from auditstream.api import sqlite_file
-from auditstream.api.formats import encode_chunks, file_extension
+from auditstream.api.formats import file_extension
 from auditstream.store import Store, StoreError
+from auditstream.store.export import ROWS_PER_QUERY, EventExport
 
 __all__ = ["ExportRunner", "JobStore", "job_file"]
 
 log = logging.getLogger(__name__)
 
-JOB_CHUNK = 10_000
 _PROGRESS_EVERY_SECONDS = 0.5
 
 _SCHEMA = """
@@ -197,7 +197,7 @@ class ExportRunner:
         build_filter: FilterBuilder,
         *,
         workers: int = 2,
-        chunk: int = JOB_CHUNK,
+        rows_per_query: int = ROWS_PER_QUERY,
     ) -> None:
         if not 1 <= workers <= 2:
             raise ValueError("workers must be 1 or 2: exports share the engine with queries")
@@ -206,7 +206,7 @@ class ExportRunner:
         self.exports_dir = Path(exports_dir)
         self.build_filter = build_filter
         self.workers = workers
-        self.chunk = chunk
+        self.rows_per_query = rows_per_query
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -294,27 +294,20 @@ class ExportRunner:
         )
 
     def _write(self, job_id: str, f: Any, fmt: str, part: Path) -> int:
-        written = 0
+        export = EventExport(self.store, f, fmt, order="asc", rows_per_query=self.rows_per_query)
         last_report = time.monotonic()
-
-        def counted() -> Iterator[list[dict[str, Any]]]:
-            nonlocal written, last_report
-            for rows in self.store.iter_events(f, order="asc", chunk=self.chunk):
+        with part.open("wb") as out:
+            for data in export:
                 if self._stop.is_set():
                     raise _Stopped
-                yield rows
-                written += len(rows)
+                out.write(data)
                 now = time.monotonic()
                 if now - last_report >= _PROGRESS_EVERY_SECONDS:
-                    self.jobs.update(job_id, rows_written=written)
+                    self.jobs.update(job_id, rows_written=export.rows)
                     last_report = now
-
-        with part.open("wb") as out:
-            for data in encode_chunks(fmt, counted()):
-                out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        return written
+        return export.rows
 
 
 def run_coroutine(coro: Any) -> Any:

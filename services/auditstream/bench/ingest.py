@@ -153,7 +153,8 @@ async def _consume_loop(
     await consumer.start()
     try:
         while counter[0] < n and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            # The processor's batch size, so the baseline writes blocks as large as ours.
+            batches = await consumer.getmany(timeout_ms=500, max_records=Settings().batch_max_events)
             records = [r for rs in batches.values() for r in rs]
             if records:
                 await handle(records)

@@ -1,19 +1,22 @@
 """Produce-to-queryable latency at a fixed rate (half of ours' measured maximum by default).
 
-The producer sends to explicit partitions round-robin and remembers, per partition, the
-send time of each message in order. The processor writes each partition's rows in offset
-order and a batch becomes visible as one insert, so when a poll sees ``c`` rows in
-partition ``p``, the first ``c`` messages sent to ``p`` are visible: each newly visible
-one gets ``visible - sent``. The poll (every ~50 ms) is a per-partition ``count()``: cheap
-enough not to slow the pipeline it measures, and exact without reading event ids back.
+The producer (a separate process, like the services that emit events) sends to explicit
+partitions round-robin and remembers, per partition, the send time of each message in
+order. The processor writes each partition's rows in offset order and a batch becomes
+visible as one insert, so when a poll sees ``c`` rows in partition ``p``, the first ``c``
+messages sent to ``p`` are visible: each newly visible one gets ``visible - sent``
+(``time.monotonic()`` is one clock for all processes on Linux). The poll (every ~50 ms)
+is a per-partition ``count()``: cheap enough not to slow the pipeline it measures, and
+exact without reading event ids back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import multiprocessing as mp
 import time
 import uuid
+from multiprocessing.connection import Connection
 from typing import Any
 
 from auditstream.bench.context import BenchContext, load_note
@@ -39,15 +42,53 @@ def target_rate(ctx: BenchContext) -> tuple[float, str]:
     return DEFAULT_RATE, "default (no ingest.ours figure in this run)"
 
 
+def _produce_at_rate(
+    bootstrap: str, topic: str, total: int, rate: float, seconds: float, conn: Connection
+) -> None:
+    """Child process: encode ``total`` events, say ready, then send them at ``rate`` on "go".
+
+    Sends back, per partition, the send time (``time.monotonic()``, the same clock in
+    every process on Linux) of each message in order.
+    """
+    payloads = [v for _, v in encode_messages(total, seed=11)]
+    sent: list[list[float]] = [[] for _ in range(PARTITIONS)]
+
+    async def produce() -> None:
+        producer = new_producer(bootstrap)
+        await producer.start()
+        try:
+            conn.send("ready")
+            await asyncio.to_thread(conn.recv)  # "go"
+            # A 10 ms tick: send whatever the schedule says is due; the clock, not the
+            # send rate, decides the load, so a slow tick catches up instead of drifting.
+            t0 = time.monotonic()
+            i = 0
+            end = t0 + seconds
+            while i < total and time.monotonic() < end + 5:
+                due = min(total, int((time.monotonic() - t0) * rate) + 1)
+                while i < due:
+                    partition = i % PARTITIONS
+                    sent[partition].append(time.monotonic())
+                    await producer.send(topic, value=payloads[i], partition=partition)
+                    i += 1
+                await asyncio.sleep(0.01)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    conn.send(sent)
+
+
 async def run(ctx: BenchContext) -> list[Metric]:
     from auditstream.processor.service import Processor
 
     rate, rate_source = target_rate(ctx)
     seconds = ctx.sizes.latency_seconds
     total = int(rate * seconds)
-    # PARTITIONS extra messages warm the pipeline up; each has its own event_id (a repeat
+    # PARTITIONS messages warm the pipeline up; each event has its own event_id (a repeat
     # would be collapsed by the ReplacingMergeTree and look like a lost event).
-    payloads = [v for _, v in await asyncio.to_thread(encode_messages, total + PARTITIONS, seed=11)]
+    warmup = [v for _, v in await asyncio.to_thread(encode_messages, PARTITIONS, seed=12)]
     topic = fresh_topic("latency")
     database = "bench_latency"
     settings = Settings(
@@ -67,11 +108,18 @@ async def run(ctx: BenchContext) -> list[Metric]:
     await asyncio.to_thread(store.open)
     client = create_client(ctx.chdb_dsn)
     processor = Processor(settings, store)
-    producer = new_producer(ctx.bootstrap)
-    sent: list[list[float]] = [[] for _ in range(PARTITIONS)]
-    latencies_ms: list[float] = []
-    seen = [0] * PARTITIONS
-    producing_done = asyncio.Event()
+    # The load comes from another process, as it does from real services: a producer in
+    # this process would take the GIL from the processor it measures.
+    spawn = mp.get_context("spawn")
+    parent_conn, child_conn = spawn.Pipe()
+    child = spawn.Process(
+        target=_produce_at_rate,
+        args=(ctx.bootstrap, topic, total, rate, seconds, child_conn),
+        name="auditstream-bench-producer",
+        daemon=True,
+    )
+    expected = [len(range(p, total, PARTITIONS)) for p in range(PARTITIONS)]
+    polls: list[tuple[float, list[int]]] = []  # (monotonic time, rows per partition beyond base)
 
     async def counts() -> list[int]:
         sql = f"SELECT kafka_partition, count() FROM {database}.audit_events GROUP BY kafka_partition"  # noqa: S608
@@ -81,55 +129,52 @@ async def run(ctx: BenchContext) -> list[Metric]:
             out[int(partition)] = int(n)
         return out
 
-    async def produce() -> None:
-        # A 10 ms tick: send whatever the schedule says is due; the clock, not the
-        # send rate, decides the load, so a slow tick catches up instead of drifting.
-        t0 = time.monotonic()
-        i = 0
-        end = t0 + seconds
-        while i < total and time.monotonic() < end + 5:
-            due = min(total, int((time.monotonic() - t0) * rate) + 1)
-            while i < due:
-                partition = i % PARTITIONS
-                sent[partition].append(time.monotonic())
-                await producer.send(topic, value=payloads[i], partition=partition)
-                i += 1
-            await asyncio.sleep(0.01)
-        await producer.flush()
-        producing_done.set()
+    async def receive(wait_s: float) -> Any:
+        if not await asyncio.to_thread(parent_conn.poll, wait_s):
+            raise TimeoutError("the producer process did not answer")
+        return parent_conn.recv()
 
-    await producer.start()
+    child.start()
+    warm_producer = new_producer(ctx.bootstrap)
+    await warm_producer.start()
     await processor.start()
+    sent: list[list[float]] = [[] for _ in range(PARTITIONS)]
     try:
         # Wait for the group to own the partitions before the clock starts: a first
         # message per partition must come back (not measured).
         warm_deadline = time.monotonic() + 60
         for p in range(PARTITIONS):
-            await producer.send_and_wait(topic, value=payloads[total + p], partition=p)
+            await warm_producer.send_and_wait(topic, value=warmup[p], partition=p)
         while time.monotonic() < warm_deadline and min(await counts()) < 1:  # noqa: ASYNC110 - polling the store
             await asyncio.sleep(0.1)
         base = await counts()
-        producing = asyncio.create_task(produce())
+        assert await receive(120) == "ready"
+        parent_conn.send("go")
         deadline = time.monotonic() + seconds + 5 + DRAIN_S
         while time.monotonic() < deadline:
             now_counts = await counts()
-            visible_at = time.monotonic()
-            for p in range(PARTITIONS):
-                visible = min(now_counts[p] - base[p], len(sent[p]))
-                for k in range(seen[p], visible):
-                    latencies_ms.append((visible_at - sent[p][k]) * 1000)
-                seen[p] = max(seen[p], visible)
-            if producing_done.is_set() and sum(seen) >= total:
+            polls.append((time.monotonic(), [now_counts[p] - base[p] for p in range(PARTITIONS)]))
+            if all(polls[-1][1][p] >= expected[p] for p in range(PARTITIONS)):
                 break
             await asyncio.sleep(POLL_INTERVAL_S)
-        producing.cancel()
-        with contextlib.suppress(BaseException):
-            await producing
+        sent = await receive(60)
     finally:
-        await producer.stop()
+        await warm_producer.stop()
         await processor.stop()
         client.close()
         await asyncio.to_thread(store.close)
+        await asyncio.to_thread(child.join, 10)
+        if child.is_alive():
+            child.kill()
+
+    # Each poll makes the next rows of each partition visible (writes are in offset order).
+    latencies_ms: list[float] = []
+    seen = [0] * PARTITIONS
+    for visible_at, visible_counts in polls:
+        for p in range(PARTITIONS):
+            visible = min(visible_counts[p], len(sent[p]))
+            latencies_ms.extend((visible_at - sent[p][k]) * 1000 for k in range(seen[p], visible))
+            seen[p] = max(seen[p], visible)
 
     pct = percentiles(latencies_ms)
     sizes = {"rate_per_s": round(rate, 1), "seconds": seconds, "events": total}

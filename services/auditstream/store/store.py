@@ -16,7 +16,7 @@ __all__ = ["GROUP_BY", "FeedPage", "FeedRow", "Store"]
 
 import heapq
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -48,46 +48,6 @@ GROUP_BY: dict[str, str] = {
 
 MAX_FEED_PARTITIONS = 1024
 
-# One stored row as the event JSON of ``row_to_event``, built by ClickHouse itself, so
-# an NDJSON export streams the engine's bytes without a Python object per row. Same
-# keys, same order, same omission of empty optional fields; times as RFC 3339 UTC ms.
-_T = "concat(replaceOne(toString({c}), ' ', 'T'), 'Z')"
-
-
-def _opt(key: str, column: str) -> str:
-    return f"if({column} != '', concat(',\"{key}\":', toJSONString({column})), '')"
-
-
-def _obj(key: str, pairs: tuple[tuple[str, str], ...]) -> str:
-    inner = ", ".join(f"if({c} != '', concat('\"{k}\":', toJSONString({c})), '')" for k, c in pairs)
-    any_set = " OR ".join(f"{c} != ''" for _, c in pairs)
-    return (
-        f"if({any_set}, concat(',\"{key}\":{{', "
-        f"arrayStringConcat(arrayFilter(x -> x != '', [{inner}]), ','), '}}'), '')"
-    )
-
-
-_SOURCE_PAIRS = (("service", "source_service"), ("host", "source_host"), ("request_id", "source_request_id"))
-_EVENT_JSON_SQL = (
-    'concat(\'{"event_id":"\', toString(event_id), \'","tenant_id":\', toJSONString(tenant_id),'
-    f' \',"occurred_at":"\', {_T.format(c="occurred_at")}, \'","received_at":"\','
-    f" {_T.format(c='received_at')}, '\"',"
-    " ',\"action\":', toJSONString(action), ',\"category\":', toJSONString(category),"
-    " ',\"severity\":', toJSONString(severity), ',\"outcome\":', toJSONString(outcome),"
-    f" {_opt('reason', 'reason')},"
-    ' \',"actor":{"id":\', toJSONString(actor_id), \',"type":\','
-    " toJSONString(if(actor_type != '', actor_type, 'user')),"
-    f" {_opt('name', 'actor_name')}, {_opt('email', 'actor_email')}, {_opt('ip', 'actor_ip')},"
-    f" {_opt('user_agent', 'actor_user_agent')}, '}}',"
-    f" {_obj('resource', (('type', 'resource_type'), ('id', 'resource_id'), ('name', 'resource_name')))},"
-    f" {_obj('source', _SOURCE_PAIRS)},"
-    " if(changes != '', concat(',\"changes\":', changes), ''),"
-    " if(length(details) > 0, concat(',\"details\":', toJSONString(details)), ''),"
-    " ',\"schema_version\":', toJSONString(if(schema_version != '', schema_version, '1')),"
-    ' \',"ingest":{"topic":\', toJSONString(kafka_topic), \',"partition":\','
-    " toString(kafka_partition), ',\"offset\":', toString(kafka_offset), '}}')"
-)
-
 
 @dataclass(slots=True)
 class FeedRow:
@@ -105,11 +65,14 @@ class FeedPage:
     ``rows`` carry every column plus ``_matched`` (whether the row passes the page's
     filter; always true without one). ``positions`` include the cursor's own
     partitions unchanged; ``more`` says whether the index had rows beyond this page.
+    ``watermark`` is the tenant's highest stored offset per partition that the page
+    was read against (``feed_watermark``), so a caller need not ask for it again.
     """
 
     rows: list[dict[str, Any]]
     positions: dict[int, int]
     more: bool
+    watermark: dict[int, int] = field(default_factory=dict)
 
 
 class Store:
@@ -339,9 +302,14 @@ class Store:
         ``received_at`` (a k-way merge of per-partition prefixes) so a busy partition
         cannot starve the others.
 
-        Two reads, both ranges of audit_feed's primary index (tenant, partition,
-        offset): the next positions of every partition, then the rows of the chosen
-        prefixes. No FINAL (it would cost more than the read): a copy left by a
+        Three reads. First the tenant's heads (``feed_watermark``: a few rows of the
+        ``feed_heads`` projection, migration 0003), which name the partitions and
+        bound the page: a partition whose head is not past the cursor is not read at
+        all, and a poll with nothing new costs this one query. The projection lives in
+        the same parts as the rows, so a head is never ahead of the rows it counts.
+        Then two ranges of audit_feed's primary index (tenant, partition, offset):
+        the next positions of every partition up to its head, then the rows of the
+        chosen prefixes. No FINAL (it would cost more than the read): a copy left by a
         re-delivered batch has the same position, and positions are de-duplicated here.
 
         ``f`` (optional, its tenant must be ``tenant_id``) does not change what the page
@@ -352,18 +320,22 @@ class Store:
             raise ValueError("limit must be at least 1")
         if len(after) > MAX_FEED_PARTITIONS:
             raise ValueError("too many partitions in the cursor")
-        partitions = sorted(set(after) | self._feed_partitions(tenant_id))
+        heads = self.feed_watermark(tenant_id)
+        partitions = sorted(p for p, head in heads.items() if head > after.get(p, -1))
         if not partitions:
-            return FeedPage([], dict(after), more=False)
+            return FeedPage([], dict(after), more=False, watermark=heads)
         params: dict[str, Any] = {"t": tenant_id, "n": int(limit) + 1}
         reads = []
         for i, partition in enumerate(partitions):
+            # UInt64 bounds (first unread offset, head) so both are primary-key conditions.
             params[f"p{i}"] = partition
-            params[f"o{i}"] = after.get(partition, -1)
+            params[f"o{i}"] = after.get(partition, -1) + 1
+            params[f"h{i}"] = heads[partition]
             reads.append(
                 "(SELECT kafka_partition, kafka_offset, received_at"  # noqa: S608
                 f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}}"
-                f" AND kafka_partition = {{p{i}:UInt16}} AND kafka_offset > {{o{i}:Int64}}"
+                f" AND kafka_partition = {{p{i}:UInt16}}"
+                f" AND kafka_offset >= {{o{i}:UInt64}} AND kafka_offset <= {{h{i}:UInt64}}"
                 " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
             )
         per_partition: dict[int, list[FeedRow]] = {}
@@ -375,27 +347,22 @@ class Store:
         merged = list(
             heapq.merge(*per_partition.values(), key=lambda r: (r.received_at, r.partition, r.offset))
         )
-        more = len(merged) > limit
         merged = merged[:limit]
         positions = dict(after)
         for position in merged:
             positions[position.partition] = position.offset
+        # More is stored iff a partition stops short of its head. (Counting rows would
+        # miss it when not-yet-merged copies filled the LIMIT of a partition's read.)
+        more = any(positions.get(p, -1) < head for p, head in heads.items())
         if not merged:
-            return FeedPage([], positions, more=False)
+            return FeedPage([], positions, more=more, watermark=heads)
         rows = self._feed_rows(tenant_id, after, positions, f)
         out = []
         for position in merged:
             row = rows.get((position.partition, position.offset))
             if row is not None:  # None only if retention dropped it between the two reads
                 out.append(row)
-        return FeedPage(out, positions, more=more)
-
-    def _feed_partitions(self, tenant_id: str) -> set[int]:
-        sql = (
-            f"SELECT DISTINCT kafka_partition AS p FROM {self.database}.audit_feed"  # noqa: S608
-            " WHERE tenant_id = {t:String}"
-        )
-        return {int(r["p"]) for r in self._select(sql, {"t": tenant_id})}
+        return FeedPage(out, positions, more=more, watermark=heads)
 
     def _feed_rows(
         self, tenant_id: str, after: dict[int, int], upto: dict[int, int], f: EventFilter | None
@@ -430,50 +397,18 @@ class Store:
         return out
 
     def feed_watermark(self, tenant_id: str) -> dict[int, int]:
-        """Per Kafka partition, the highest offset stored for this tenant."""
+        """Per Kafka partition, the highest offset stored for this tenant.
+
+        Answered by audit_feed's ``feed_heads`` projection (migration 0003): ClickHouse
+        picks it for exactly this shape (filter on tenant_id, GROUP BY kafka_partition,
+        max(kafka_offset)) and reads a few rows per part instead of the tenant's range.
+        Keep the shape (tests/store/test_feed.py checks the plan).
+        """
         sql = (
             "SELECT kafka_partition, max(kafka_offset) AS o"  # noqa: S608
             f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
         )
         return {int(r["kafka_partition"]): int(r["o"]) for r in self._select(sql, {"t": tenant_id})}
-
-    # --- raw export ---------------------------------------------------------------
-
-    def stream_ndjson(self, f: EventFilter, *, order: Order = "desc") -> Iterator[bytes]:
-        """Every matching event as NDJSON bytes produced by ClickHouse (one query).
-
-        The JSON of each line is built in SQL to be the ``row_to_event`` shape, and the
-        result comes through ``raw_stream`` in the engine's own blocks, so memory stays
-        at a block whatever the total. The query reads in sorting-key order (FINAL
-        de-duplicates on the fly), holding this thread's connection until the iterator
-        is exhausted or closed: iterate it on one thread.
-        """
-        if order not in ("asc", "desc"):
-            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        where, params = build_where(f)
-        direction = "DESC" if order == "desc" else "ASC"
-        sql = (
-            f"SELECT {_EVENT_JSON_SQL} FROM {self._table} FINAL WHERE {where}"  # noqa: S608
-            f" ORDER BY occurred_at {direction}, event_id {direction} FORMAT TSVRaw"
-        )
-        try:
-            stream = self._client().raw_stream(sql, parameters=params)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise classify(exc) from exc
-        try:
-            for block in stream:
-                if block:
-                    yield block
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise classify(exc) from exc
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
 
     def count_by_tenant(self) -> dict[str, int]:
         """Distinct events per tenant (operators' overview, metrics)."""

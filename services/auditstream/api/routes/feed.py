@@ -15,7 +15,8 @@ persisted across processor restarts: more moving parts for nothing the feed need
 
 The cursor never ends: on an empty page ``next_cursor`` is the same position, to be
 polled again later. ``watermark`` reports, per partition, the highest offset stored for
-the tenant, and the processor's consumer lag when this process runs the processor
+the tenant when the page was read (the same read that bounds the page, one query; see
+``Store.feed_watermark``), and the processor's consumer lag when this process runs the processor
 (embedded mode; otherwise ``lag`` is null: read it from the processor's /metrics).
 """
 
@@ -37,7 +38,7 @@ from auditstream.api.errors import BadRequest
 from auditstream.api.routes.events import json_response
 from auditstream.api.schemas import ERROR_RESPONSES, Event
 from auditstream.events.stored import row_to_event
-from auditstream.store.store import MAX_FEED_PARTITIONS
+from auditstream.store.store import MAX_FEED_PARTITIONS, FeedPage
 
 __all__ = ["InvalidFeedCursor", "decode_feed_cursor", "encode_feed_cursor", "router"]
 
@@ -138,15 +139,19 @@ def feed(
             after = decode_feed_cursor(tenant, cursor)
         except InvalidFeedCursor as exc:
             raise BadRequest(f"cursor: {exc}", field="cursor") from None
+        page = store.feed_page(tenant, after, limit=limit)
+    elif start == "latest":
+        # "From now on": the position is the watermark itself, the page empty by
+        # definition; what is stored after this query comes with the next poll.
+        heads = store.feed_watermark(tenant)
+        page = FeedPage([], dict(heads), more=False, watermark=heads)
     else:
-        after = store.feed_watermark(tenant) if start == "latest" else {}
-    page = store.feed_page(tenant, after, limit=limit)
+        page = store.feed_page(tenant, {}, limit=limit)
     data = [row_to_event(r) for r in page.rows]
-    stored = store.feed_watermark(tenant)
     lags = consumer_lag()
     partitions: list[dict[str, Any]] = [
         {"partition": p, "offset": o, "lag": None if lags is None else lags.get(p, 0)}
-        for p, o in sorted(stored.items())
+        for p, o in sorted(page.watermark.items())
     ]
     return json_response(
         {

@@ -1,0 +1,214 @@
+"""The feed's store side: heads from the ``feed_heads`` projection (0003), pages bounded by them."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditstream.config import REPO_ROOT
+from auditstream.store import Store
+from auditstream.store.client import create_client
+from auditstream.store.filters import EventFilter
+from tests.store.conftest import build_row, unique_tenant
+
+pytestmark = pytest.mark.clickhouse
+
+SCHEMAS = REPO_ROOT / "schemas" / "clickhouse"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def batch(tenant: str, partition: int, offsets: range, **values: Any) -> list[tuple]:
+    """Rows of one processor batch: one partition, consecutive offsets, one receive time."""
+    received = values.pop("received_at", NOW)
+    return [
+        build_row(
+            tenant_id=tenant,
+            kafka_partition=partition,
+            kafka_offset=o,
+            received_at=received,
+            occurred_at=values.pop("occurred_at", received),
+            **values,
+        )
+        for o in offsets
+    ]
+
+
+class QueryCounter:
+    """Counts the SQL statements a Store sends (no timing: what matters is how many)."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sql: list[str] = []
+        original = store._select
+
+        def counted(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            self.sql.append(sql)
+            return original(sql, params)
+
+        monkeypatch.setattr(store, "_select", counted)
+
+    def take(self) -> list[str]:
+        out, self.sql = self.sql, []
+        return out
+
+
+def positions_of(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    return [(int(r["kafka_partition"]), int(r["kafka_offset"])) for r in rows]
+
+
+def test_watermark_after_batches_redelivery_late_events_and_merges(store: Store, tenant: str) -> None:
+    other = unique_tenant()
+    store.insert_rows(batch(tenant, 0, range(10, 15)) + batch(other, 0, range(15, 40)))
+    store.insert_rows(batch(tenant, 1, range(3, 6)))
+    assert store.feed_watermark(tenant) == {0: 14, 1: 5}
+    store.insert_rows(batch(tenant, 0, range(40, 45)))
+    assert store.feed_watermark(tenant) == {0: 44, 1: 5}
+    # At-least-once: the processor re-delivers a batch on the same positions.
+    store.insert_rows(batch(tenant, 0, range(40, 45)))
+    store.insert_rows(batch(tenant, 1, range(3, 6)))
+    assert store.feed_watermark(tenant) == {0: 44, 1: 5}
+    # A late event (occurred 40 days ago) is stored now: it moves the head like any other.
+    store.insert_rows(batch(tenant, 1, range(6, 7), occurred_at=NOW - timedelta(days=40)))
+    assert store.feed_watermark(tenant) == {0: 44, 1: 6}
+    assert store.feed_watermark(other) == {0: 39}
+    assert store.feed_watermark(unique_tenant()) == {}
+
+    # Merges de-duplicate the copies and rebuild the projection of the merged part
+    # (deduplicate_merge_projection_mode = 'rebuild'): the heads do not move.
+    client = store._client()
+    client.command(f"OPTIMIZE TABLE {store.database}.audit_feed FINAL")
+    assert store.feed_watermark(tenant) == {0: 44, 1: 6}
+    parts = client.query(
+        "SELECT count() FROM system.parts WHERE database = {db:String} AND table = 'audit_feed' AND active",
+        parameters={"db": store.database},
+    ).result_rows[0][0]
+    with_heads = client.query(
+        "SELECT count() FROM system.projection_parts WHERE database = {db:String}"
+        " AND table = 'audit_feed' AND name = 'feed_heads' AND active",
+        parameters={"db": store.database},
+    ).result_rows[0][0]
+    assert parts > 0 and with_heads == parts
+
+
+def test_watermark_query_reads_the_projection(
+    store: Store, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.insert_rows(batch(tenant, 2, range(0, 5)))
+    counter = QueryCounter(store, monkeypatch)
+    assert store.feed_watermark(tenant) == {2: 4}
+    (sql,) = counter.take()
+    plan = "\n".join(
+        row[0] for row in store._client().query(f"EXPLAIN {sql}", parameters={"t": tenant}).result_rows
+    )
+    assert "ReadFromMergeTree (feed_heads)" in plan, plan
+
+
+def test_feed_page_is_bounded_by_heads_and_skips_partitions_with_nothing_new(
+    store: Store, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.insert_rows(batch(tenant, 0, range(0, 5)))
+    store.insert_rows(batch(tenant, 1, range(0, 3), received_at=NOW + timedelta(seconds=1)))
+    counter = QueryCounter(store, monkeypatch)
+
+    page = store.feed_page(tenant, {}, limit=100)
+    assert positions_of(page.rows) == [(0, o) for o in range(5)] + [(1, o) for o in range(3)]
+    assert page.positions == {0: 4, 1: 2} and page.watermark == {0: 4, 1: 2} and not page.more
+    assert len(counter.take()) == 3  # heads, positions, rows
+
+    # Nothing new: one query (the heads), same position, same watermark.
+    idle = store.feed_page(tenant, page.positions, limit=100)
+    assert idle.rows == [] and idle.positions == {0: 4, 1: 2} and idle.watermark == {0: 4, 1: 2}
+    assert len(counter.take()) == 1
+
+    # New rows in one partition, delivered twice: only that partition is read, each row
+    # once, and ``more`` holds although the copies filled the read's LIMIT (limit + 1).
+    store.insert_rows(batch(tenant, 1, range(3, 6), received_at=NOW + timedelta(seconds=2)))
+    store.insert_rows(batch(tenant, 1, range(3, 6), received_at=NOW + timedelta(seconds=2)))
+    nxt = store.feed_page(tenant, page.positions, limit=2)
+    assert positions_of(nxt.rows) == [(1, 3), (1, 4)] and nxt.more
+    assert nxt.positions == {0: 4, 1: 4} and nxt.watermark == {0: 4, 1: 5}
+    positions_sql = counter.take()[1]
+    assert positions_sql.count("UNION ALL") == 0, "partition 0 has nothing new and is not read"
+    last = store.feed_page(tenant, nxt.positions, limit=2)
+    assert positions_of(last.rows) == [(1, 5)] and not last.more and last.positions == {0: 4, 1: 5}
+
+    # A cursor partition the tenant no longer has (retention) is kept as it is.
+    gone = store.feed_page(tenant, {**last.positions, 7: 99}, limit=10)
+    assert gone.rows == [] and gone.positions == {0: 4, 1: 5, 7: 99}
+
+
+def test_feed_page_marks_filter_matches(store: Store, tenant: str) -> None:
+    store.insert_rows(
+        batch(tenant, 0, range(0, 2), action="user.login")
+        + batch(tenant, 0, range(2, 4), action="user.logout")
+    )
+    page = store.feed_page(tenant, {}, limit=10, f=EventFilter(tenant, actions=["user.logout"]))
+    assert [(int(r["kafka_offset"]), r["_matched"]) for r in page.rows] == [
+        (0, False), (1, False), (2, True), (3, True),
+    ]  # fmt: skip
+    assert page.positions == {0: 3}
+
+
+@pytest.fixture
+def old_schemas(tmp_path: Path) -> Path:
+    """The migrations before 0003, as a database created before it would have applied them."""
+    for path in sorted(SCHEMAS.glob("*.sql")):
+        if int(path.name[:4]) < 3:
+            shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+@pytest.fixture
+def scratch_database(clickhouse_dsn: str) -> Iterator[str]:
+    database = f"test_feedmig_{uuid.uuid4().hex[:10]}"
+    yield database
+    client = create_client(clickhouse_dsn)
+    try:
+        client.command(f"DROP DATABASE IF EXISTS {database}")
+    finally:
+        client.close()
+
+
+def test_0003_applies_to_a_database_with_data(
+    clickhouse_dsn: str, old_schemas: Path, scratch_database: str
+) -> None:
+    tenant = unique_tenant()
+    before = Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=old_schemas)
+    assert before.open() == ["0001_audit_events", "0002_search_and_feed"]
+    with before:
+        before.insert_rows(batch(tenant, 0, range(0, 4)))
+        before.insert_rows(batch(tenant, 0, range(0, 4)))  # a re-delivered copy, not merged yet
+        before.insert_rows(batch(tenant, 1, range(10, 12), received_at=NOW + timedelta(seconds=1)))
+        assert before.feed_watermark(tenant) == {0: 3, 1: 11}
+
+    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
+    assert after.open() == ["0003_feed_heads"]
+    try:
+        client = after._client()
+        ddl = client.query(
+            "SELECT create_table_query FROM system.tables"
+            " WHERE database = {db:String} AND name = 'audit_feed'",
+            parameters={"db": scratch_database},
+        ).result_rows[0][0]
+        assert "PROJECTION feed_heads" in ddl and "deduplicate_merge_projection_mode = 'rebuild'" in ddl
+        # Parts written before the migration get their projection from a mutation (the
+        # backfill); until it has run on a part, reads fall back to its rows, same answer.
+        mutations = client.query(
+            "SELECT command FROM system.mutations WHERE database = {db:String} AND table = 'audit_feed'",
+            parameters={"db": scratch_database},
+        ).result_rows
+        assert any("MATERIALIZE PROJECTION feed_heads" in command for (command,) in mutations)
+        assert after.feed_watermark(tenant) == {0: 3, 1: 11}
+        after.insert_rows(batch(tenant, 1, range(12, 14), received_at=NOW + timedelta(seconds=2)))
+        assert after.feed_watermark(tenant) == {0: 3, 1: 13}
+        page = after.feed_page(tenant, {}, limit=100)
+        assert positions_of(page.rows) == [(0, o) for o in range(4)] + [(1, o) for o in range(10, 14)]
+        assert page.watermark == {0: 3, 1: 13}
+        assert after.open() == []  # applied once
+    finally:
+        after.close()
