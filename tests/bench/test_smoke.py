@@ -25,6 +25,8 @@ EXPECTED = {
     },
     "latency": {("latency.produce_to_queryable", "p50_ms"), ("latency.produce_to_queryable", "p99_ms")},
     "export": {
+        ("export.clickhouse.outfile.JSONEachRow.2k", "rows_per_s"),
+        ("export.clickhouse.outfile.CSVWithNames.5k", "peak_rss_mb"),
         ("export.clickhouse.materialized.JSONEachRow.2k", "rows_per_s"),
         ("export.clickhouse.streamed.JSONEachRow.2k", "rows_per_s"),
         ("export.api.ndjson.2k", "rows_per_s"),
@@ -65,3 +67,7 @@ def test_every_scenario_reports_its_metrics(kafka_bootstrap: str, tmp_path: Path
     ]
     assert {m["baseline"] for m in ours_rows} >= {"ingest.baseline_raw_insert", "ingest.baseline_raw_consume"}
     assert any(name.endswith("ingest_throughput.png") for name in saved.get("plots", []))
+    # The API's exports are compared with ClickHouse writing the same rows itself.
+    compared = {m.get("baseline") for m in saved["metrics"] if m["scenario"] == "export.api.ndjson.2k"}
+    assert compared - {None} == {"export.clickhouse.outfile.JSONEachRow.2k"}
+    assert by_key[("export.clickhouse.outfile.JSONEachRow.2k", "rows_per_s")]["extra"]["rows"] == 2000

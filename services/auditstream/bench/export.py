@@ -2,10 +2,13 @@
 
 Two single-tenant datasets (``export-small``, ``export-big``) are generated in chDB. The
 baselines run ``SELECT ... FINAL ... ORDER BY ... FORMAT JSONEachRow`` / ``CSVWithNames``
-(same rows, same FINAL and order as the API) in two ways:
+(same rows, same FINAL and order as the API) in three ways:
 
+* ``export.clickhouse.outfile.*``: ``INTO OUTFILE ... TRUNCATE``, the engine writing the
+  file itself (no client, no Python per byte) — the figure the API's ratios are against,
+  at every size.
 * ``export.clickhouse.materialized.*``: one ``raw_query``, the whole result in memory —
-  the engine's best rate on chDB, and the figure the API's ratios are against. Its RSS
+  what a client gets from chDB in one call. Its RSS
   (this process, sampled every 0.1 s) is recorded too: it grows with the export. Not
   run above ``MATERIALIZED_MAX_ROWS`` (10M rows would be ~8 GB of result).
 * ``export.clickhouse.streamed.*``: clickhouse-connect's ``raw_stream``. On chDB it
@@ -25,6 +28,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,6 +78,49 @@ def _clickhouse_streamed(dsn: str, tenant: str, fmt: str, deadline_s: float) -> 
     rows = lines - (1 if fmt == "csv" else 0)
     seconds = time.monotonic() - t0
     return {"rows": rows, "bytes": nbytes, "seconds": seconds, "complete": complete}
+
+
+def _clickhouse_outfile(dsn: str, tenant: str, fmt: str, workdir: Path) -> dict[str, Any]:
+    """The engine writing the export itself: ``INTO OUTFILE``, no client, no Python per byte."""
+    client = create_client(dsn)
+    path = workdir / f"outfile-{tenant}.{fmt}"
+    pid = os.getpid()
+    before = memory_kb(pid).get("VmRSS", 0)
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], memory_kb(pid).get("VmRSS", 0))
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    sql = _baseline_sql(tenant, CH_FORMATS[fmt]).replace(
+        f" FORMAT {CH_FORMATS[fmt]}", f" INTO OUTFILE '{path}' TRUNCATE FORMAT {CH_FORMATS[fmt]}"
+    )
+    t0 = time.monotonic()
+    try:
+        client.command(sql)
+        seconds = time.monotonic() - t0
+    finally:
+        stop.set()
+        sampler.join(timeout=2)
+        client.close()
+    lines = 0
+    with path.open("rb") as f:
+        while block := f.read(16 << 20):
+            lines += block.count(b"\n")
+    nbytes = path.stat().st_size
+    path.unlink()
+    return {
+        "rows": lines - (1 if fmt == "csv" else 0),
+        "bytes": nbytes,
+        "seconds": seconds,
+        "complete": True,
+        "peak_rss_mb": round(peak[0] / 1024, 1),
+        "rss_before_mb": round(before / 1024, 1),
+    }
 
 
 def _clickhouse_materialized(dsn: str, tenant: str, fmt: str) -> dict[str, Any]:
@@ -205,8 +252,14 @@ async def run(ctx: BenchContext) -> list[Metric]:
     for tenant, ds in datasets.items():
         sizes = {"rows": ds.rows, "generate_s": round(gen_s, 1)}
         for fmt in ("ndjson", "csv"):
-            name = f"export.clickhouse.materialized.{CH_FORMATS[fmt]}.{_label(ds.rows)}"
+            # The bar: ClickHouse writing the same rows itself, at every size.
+            name = f"export.clickhouse.outfile.{CH_FORMATS[fmt]}.{_label(ds.rows)}"
             baselines[(tenant, fmt)] = name
+            r = await asyncio.to_thread(_clickhouse_outfile, ctx.chdb_dsn, tenant, fmt, ctx.workdir)
+            metrics.append(_rate_metric(name, r, sizes))
+            mem_extra = {"rss_before_mb": r["rss_before_mb"], "note": "bench process (chDB in-process)"}
+            metrics.append(Metric(name, "peak_rss_mb", r["peak_rss_mb"], "MB", sizes=sizes, extra=mem_extra))
+            name = f"export.clickhouse.materialized.{CH_FORMATS[fmt]}.{_label(ds.rows)}"
             if ds.rows > MATERIALIZED_MAX_ROWS:
                 skipped = f"not run above {MATERIALIZED_MAX_ROWS:,} rows: the whole result is held in memory"
                 metrics.append(
@@ -250,7 +303,7 @@ async def run(ctx: BenchContext) -> list[Metric]:
                 metrics.append(
                     Metric(name, "peak_rss_mb", r["peak_rss_mb"], "MB", sizes=sizes, extra=mem_extra)
                 )
-                # Every format against materialised JSONEachRow (the product bar), CSV against
+                # Every format against ClickHouse's own JSONEachRow (the product bar), CSV against
                 # ClickHouse's materialised CSV too.
                 versus = [baselines[(tenant, "ndjson")]] + (
                     [baselines[(tenant, "csv")]] if fmt == "csv" else []
