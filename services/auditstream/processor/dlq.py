@@ -41,8 +41,10 @@ def dead_letter(rejected: Rejected, *, rejected_at: datetime) -> DeadLetter:
         ("auditstream.source.offset", str(message.offset).encode()),
         ("auditstream.rejected_at", rejected_at.isoformat().encode()),
     ]
-    if message.timestamp_ms is not None:
-        headers.append(("auditstream.source.timestamp", str(message.timestamp_ms).encode()))
+    # The processor converts rejects to KafkaMessage, which carries the record's timestamp.
+    timestamp_ms = getattr(message, "timestamp_ms", None)
+    if timestamp_ms is not None:
+        headers.append(("auditstream.source.timestamp", str(timestamp_ms).encode()))
     if value is not None and len(value) > MAX_DLQ_VALUE_BYTES:
         value = value[:MAX_DLQ_VALUE_BYTES]
         headers.append(("auditstream.original.truncated", b"true"))

@@ -14,12 +14,12 @@ from typing import Any
 from faust.types import TP
 
 from auditstream.processor import metrics
-from auditstream.processor.batch import KafkaMessage
+from auditstream.processor.batch import Incoming
 
 log = logging.getLogger(__name__)
 
 
-def record_lag(consumer: Any, messages: Sequence[KafkaMessage]) -> None:
+def record_lag(consumer: Any, messages: Sequence[Incoming]) -> None:
     """Set ``auditstream_processor_consumer_lag`` for each partition of ``messages``."""
     last: dict[tuple[str, int], int] = {}
     for m in messages:

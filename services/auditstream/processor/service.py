@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from faust.types import Message
 
 from auditstream.config import Settings
 from auditstream.processor import metrics
-from auditstream.processor.batch import KafkaMessage, ProcessedBatch, Rejected, process_batch
+from auditstream.processor.batch import Incoming, KafkaMessage, ProcessedBatch, Rejected, process_batch
 from auditstream.processor.dlq import dead_letter
 from auditstream.processor.faust_app import build_faust_app
 from auditstream.processor.fetcher import BatchTransport
@@ -47,14 +48,18 @@ EXIT_SHUTDOWN_UNSTORED = 75
 SHUTDOWN_GRACE_SECONDS = 15.0
 
 
-def _message_of(m: Message) -> KafkaMessage:
+def _message_of(m: Incoming) -> KafkaMessage:
+    """A record as a ``KafkaMessage`` (faust's ``Message`` has its timestamp in seconds)."""
+    if isinstance(m, KafkaMessage):
+        return m
+    timestamp = getattr(m, "timestamp", None)
     return KafkaMessage(
         topic=m.topic,
         partition=m.partition,
         offset=m.offset,
         key=m.key,
         value=m.value,
-        timestamp_ms=int(m.timestamp * 1000) if m.timestamp else None,
+        timestamp_ms=int(timestamp * 1000) if timestamp else None,
     )
 
 
@@ -115,9 +120,9 @@ class Processor:
     # --- batches ----------------------------------------------------------------
     async def handle_batch(self, messages: Sequence[Message]) -> None:
         """Called by BatchFetcher; the batch is acknowledged when this returns."""
-        await self._process_safely([_message_of(m) for m in messages])
+        await self._process_safely(messages)
 
-    async def _process_safely(self, messages: list[KafkaMessage]) -> None:
+    async def _process_safely(self, messages: Sequence[Incoming]) -> None:
         task = asyncio.ensure_future(self.process(messages))
         try:
             await asyncio.shield(task)
@@ -134,7 +139,7 @@ class Processor:
             )
             os._exit(EXIT_UNEXPECTED)
 
-    async def process(self, messages: Sequence[KafkaMessage]) -> None:
+    async def process(self, messages: Sequence[Incoming]) -> None:
         """Process one batch to the end: rejects published, rows stored. Returns only when both are done.
 
         Validation starts at once; the write waits until every earlier batch is written.
@@ -148,11 +153,10 @@ class Processor:
             now = datetime.now(UTC)
             batch = await asyncio.to_thread(process_batch, messages, received_at=now, now=now)
             metrics.DUPLICATES.inc(batch.duplicates)
-            by_position = {(m.partition, m.offset): m for m in messages}
-            rejected = list(batch.rejected)
+            rejected = [replace(r, message=_message_of(r.message)) for r in batch.rejected]
             if previous is not None:
                 await asyncio.shield(previous)
-            await self._store(batch, by_position, rejected)
+            await self._store(batch, messages, rejected)
             if rejected:
                 await self._publish_dead_letters(rejected)
             self.batches += 1
@@ -166,7 +170,7 @@ class Processor:
     async def _store(
         self,
         batch: ProcessedBatch,
-        by_position: dict[tuple[int, int], KafkaMessage],
+        messages: Sequence[Incoming],
         rejected: list[Rejected],
     ) -> None:
         for partition, (rows, first, last) in batch.rows_by_partition().items():
@@ -174,9 +178,10 @@ class Processor:
             poison = await self.sink.write(rows, dedup_token=token)
             metrics.STORED.inc(len(rows) - len(poison))
             if poison:
+                by_position = {(m.partition, m.offset): m for m in messages}
                 positions = [p for p in batch.positions if p[0] == partition]
                 for row in poison:
-                    message = by_position[positions[row.index]]
+                    message = _message_of(by_position[positions[row.index]])
                     error = {
                         "field": "",
                         "message": f"rejected by ClickHouse: {row.error}",
