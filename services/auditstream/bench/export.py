@@ -80,32 +80,54 @@ def _clickhouse_streamed(dsn: str, tenant: str, fmt: str, deadline_s: float) -> 
     return {"rows": rows, "bytes": nbytes, "seconds": seconds, "complete": complete}
 
 
+class PeakRss:
+    """Samples a process's VmRSS on a thread while the ``with`` block runs; keeps the highest."""
+
+    def __init__(self, pid: int, every_s: float) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.before_kb = memory_kb(pid).get("VmRSS", 0)
+        self.peak_kb = self.before_kb
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every_s)
+
+    def sample(self) -> None:
+        self.peak_kb = max(self.peak_kb, memory_kb(self.pid).get("VmRSS", 0))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    @property
+    def figures(self) -> dict[str, float]:
+        return {
+            "peak_rss_mb": round(self.peak_kb / 1024, 1),
+            "rss_before_mb": round(self.before_kb / 1024, 1),
+        }
+
+
 def _clickhouse_outfile(dsn: str, tenant: str, fmt: str, workdir: Path) -> dict[str, Any]:
     """The engine writing the export itself: ``INTO OUTFILE``, no client, no Python per byte."""
     client = create_client(dsn)
     path = workdir / f"outfile-{tenant}.{fmt}"
-    pid = os.getpid()
-    before = memory_kb(pid).get("VmRSS", 0)
-    peak = [before]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], memory_kb(pid).get("VmRSS", 0))
-            stop.wait(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     sql = _baseline_sql(tenant, CH_FORMATS[fmt]).replace(
         f" FORMAT {CH_FORMATS[fmt]}", f" INTO OUTFILE '{path}' TRUNCATE FORMAT {CH_FORMATS[fmt]}"
     )
-    t0 = time.monotonic()
     try:
-        client.command(sql)
-        seconds = time.monotonic() - t0
+        with PeakRss(os.getpid(), 0.1) as rss:
+            t0 = time.monotonic()
+            client.command(sql)
+            seconds = time.monotonic() - t0
     finally:
-        stop.set()
-        sampler.join(timeout=2)
         client.close()
     lines = 0
     with path.open("rb") as f:
@@ -113,95 +135,57 @@ def _clickhouse_outfile(dsn: str, tenant: str, fmt: str, workdir: Path) -> dict[
             lines += block.count(b"\n")
     nbytes = path.stat().st_size
     path.unlink()
-    return {
-        "rows": lines - (1 if fmt == "csv" else 0),
-        "bytes": nbytes,
-        "seconds": seconds,
-        "complete": True,
-        "peak_rss_mb": round(peak[0] / 1024, 1),
-        "rss_before_mb": round(before / 1024, 1),
-    }
+    rows = lines - (1 if fmt == "csv" else 0)
+    return {"rows": rows, "bytes": nbytes, "seconds": seconds, "complete": True} | rss.figures
 
 
 def _clickhouse_materialized(dsn: str, tenant: str, fmt: str) -> dict[str, Any]:
     client = create_client(dsn)
-    pid = os.getpid()
-    before = memory_kb(pid).get("VmRSS", 0)
-    peak = [before]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], memory_kb(pid).get("VmRSS", 0))
-            stop.wait(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t0 = time.monotonic()
     try:
-        data = client.raw_query(_baseline_sql(tenant, CH_FORMATS[fmt]))
-        seconds = time.monotonic() - t0
-        peak[0] = max(peak[0], memory_kb(pid).get("VmRSS", 0))
-        rows = data.count(b"\n") - (1 if fmt == "csv" else 0)
-        nbytes = len(data)
-        del data
+        with PeakRss(os.getpid(), 0.1) as rss:
+            t0 = time.monotonic()
+            data = client.raw_query(_baseline_sql(tenant, CH_FORMATS[fmt]))
+            seconds = time.monotonic() - t0
+            rss.sample()  # the whole result is held right now
+            rows = data.count(b"\n") - (1 if fmt == "csv" else 0)
+            nbytes = len(data)
+            del data
     finally:
-        stop.set()
-        sampler.join(timeout=2)
         client.close()
-    return {
-        "rows": rows,
-        "bytes": nbytes,
-        "seconds": seconds,
-        "complete": True,
-        "peak_rss_mb": round(peak[0] / 1024, 1),
-        "rss_before_mb": round(before / 1024, 1),
-    }
+    return {"rows": rows, "bytes": nbytes, "seconds": seconds, "complete": True} | rss.figures
 
 
 def _api_export(api: ApiProcess, token: str, params: dict[str, str], deadline_s: float) -> dict[str, Any]:
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], memory_kb(api.pid).get("VmRSS", 0))
-            stop.wait(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     t0 = time.monotonic()
     lines = nbytes = 0
     complete = True
     status = 0
     error = None
     first_byte_s: float | None = None
-    try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(60.0)) as http,
-            http.stream(
-                "GET", f"{api.url}/v1/export", params=params, headers={"Authorization": f"Bearer {token}"}
-            ) as response,
-        ):
-            status = response.status_code
-            if status != 200:
-                error = response.read().decode(errors="replace")[:300]
-            else:
-                for chunk in response.iter_raw(256 * 1024):
-                    if first_byte_s is None:
-                        first_byte_s = round(time.monotonic() - t0, 3)
-                    lines += chunk.count(b"\n")
-                    nbytes += len(chunk)
-                    if time.monotonic() - t0 > deadline_s:
-                        complete = False  # leaving the block closes the stream: the API stops
-                        break
-    except httpx.HTTPError as exc:
-        # A timeout (no first byte within 60 s) is a result to record, not a reason to
-        # lose the other export figures of the run.
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        stop.set()
-        sampler.join(timeout=2)
+    with PeakRss(api.pid, 0.2) as rss:
+        try:
+            with (
+                httpx.Client(timeout=httpx.Timeout(60.0)) as http,
+                http.stream(
+                    "GET", f"{api.url}/v1/export", params=params, headers={"Authorization": f"Bearer {token}"}
+                ) as response,
+            ):
+                status = response.status_code
+                if status != 200:
+                    error = response.read().decode(errors="replace")[:300]
+                else:
+                    for chunk in response.iter_raw(256 * 1024):
+                        if first_byte_s is None:
+                            first_byte_s = round(time.monotonic() - t0, 3)
+                        lines += chunk.count(b"\n")
+                        nbytes += len(chunk)
+                        if time.monotonic() - t0 > deadline_s:
+                            complete = False  # leaving the block closes the stream: the API stops
+                            break
+        except httpx.HTTPError as exc:
+            # A timeout (no first byte within 60 s) is a result to record, not a reason to
+            # lose the other export figures of the run.
+            error = f"{type(exc).__name__}: {exc}"
     seconds = time.monotonic() - t0
     rows = lines - (1 if params["format"] == "csv" and lines else 0)
     return {
@@ -212,7 +196,7 @@ def _api_export(api: ApiProcess, token: str, params: dict[str, str], deadline_s:
         "seconds": seconds,
         "complete": complete,
         "first_byte_s": first_byte_s,
-        "peak_rss_mb": round(peak[0] / 1024, 1),
+        "peak_rss_mb": rss.figures["peak_rss_mb"],
         "vmhwm_mb": round(memory_kb(api.pid).get("VmHWM", 0) / 1024, 1),
     }
 
