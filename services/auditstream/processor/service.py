@@ -63,6 +63,10 @@ def _message_of(m: Incoming) -> KafkaMessage:
     )
 
 
+class EarlierBatchNotWritten(RuntimeError):
+    """A batch fetched before this one failed; this one must not be written after it."""
+
+
 class Processor:
     """Consumes ``settings.topic``, writes to ``store``, rejects to ``settings.dlq_topic``."""
 
@@ -159,13 +163,17 @@ class Processor:
             await self._store(batch, messages, rejected)
             if rejected:
                 await self._publish_dead_letters(rejected)
-            self.batches += 1
-            metrics.LAST_BATCH.set(time.time())
-            record_lag(self.app.consumer, messages)
-        finally:
-            # A batch that failed ends the process (_process_safely), so the next one
-            # never writes past it; resolving here only keeps the chain from hanging.
-            written.set_result(None)
+        except BaseException as exc:
+            # The next batch must not write past one that was not written (the feed would
+            # show later offsets first): it fails too, and _process_safely ends the process
+            # without committing either.
+            written.set_exception(EarlierBatchNotWritten(repr(exc)))
+            written.exception()  # marked as seen: with no next batch, nothing else reads it
+            raise
+        written.set_result(None)
+        self.batches += 1
+        metrics.LAST_BATCH.set(time.time())
+        record_lag(self.app.consumer, messages)
 
     async def _store(
         self,
