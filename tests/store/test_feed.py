@@ -212,3 +212,12 @@ def test_0003_applies_to_a_database_with_data(
         assert after.open() == []  # applied once
     finally:
         after.close()
+
+
+def test_heads_of_every_tenant_at_once(store: Store, tenant: str) -> None:
+    other = unique_tenant()
+    store.insert_rows(batch(tenant, 0, range(0, 3)) + batch(other, 2, range(7, 9)))
+    store.insert_rows(batch(tenant, 1, range(4, 6)))
+    heads = store.feed_heads_all()
+    assert heads[tenant] == {0: 2, 1: 5}
+    assert heads[other] == {2: 8}

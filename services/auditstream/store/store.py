@@ -410,6 +410,22 @@ class Store:
         )
         return {int(r["kafka_partition"]): int(r["o"]) for r in self._select(sql, {"t": tenant_id})}
 
+    def feed_heads_all(self) -> dict[str, dict[int, int]]:
+        """Per tenant, per Kafka partition, the highest stored offset (every tenant at once).
+
+        For followers of the feed (the Merkle sealer, alert evaluation) that must find the
+        tenants with new events: the same shape as ``feed_watermark`` without the tenant
+        filter, so the ``feed_heads`` projection answers it too.
+        """
+        sql = (
+            "SELECT tenant_id, kafka_partition, max(kafka_offset) AS o"  # noqa: S608
+            f" FROM {self.database}.audit_feed GROUP BY tenant_id, kafka_partition"
+        )
+        out: dict[str, dict[int, int]] = {}
+        for r in self._select(sql, {}):
+            out.setdefault(r["tenant_id"], {})[int(r["kafka_partition"])] = int(r["o"])
+        return out
+
     def count_by_tenant(self) -> dict[str, int]:
         """Distinct events per tenant (operators' overview, metrics)."""
         sql = f"SELECT tenant_id, count() AS n FROM {self._table} FINAL GROUP BY tenant_id"  # noqa: S608
