@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository checkout; schemas/ lives beside services/.
@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     write_retry_max_seconds: float = Field(10.0, gt=0)
     gc_tuning: bool = Field(
         True, description="Freeze start-up objects and collect less often (see processor/gc_tuning.py)."
+    )
+
+    # --- integrity of the log ----------------------------------------------------
+    ingest_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "Signs the ingest-channel label (http + key id, internal) that the API and CLI put on"
+            " what they publish, so the processor can trust it. Default: data_dir/ingest.secret,"
+            " generated on first use; set the same value on every process of a split deployment."
+        ),
     )
 
     # --- API -----------------------------------------------------------------

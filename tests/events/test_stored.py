@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from auditstream.events.ids import uuid7_unix_ms
-from auditstream.events.stored import COLUMNS, enrich, format_datetime, row_to_event
+from auditstream.events.stored import COLUMNS, content_hash, enrich, format_datetime, row_to_event
 from auditstream.events.validation import parse_event
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -51,6 +51,7 @@ def row_of(doc: dict[str, Any], offset: int = 42) -> tuple[Any, ...]:
 
 def test_row_follows_columns() -> None:
     row = dict(zip(COLUMNS, row_of(FULL), strict=True))
+    assert row.pop("content_hash") == content_hash(row_of(FULL))
     assert row == {
         "event_id": uuid.UUID("0195f1e2-3c4d-7e5f-8a9b-0c1d2e3f4a5b"),
         "tenant_id": "acme",
@@ -80,6 +81,8 @@ def test_row_follows_columns() -> None:
         "kafka_topic": "audit.events",
         "kafka_partition": 2,
         "kafka_offset": 42,
+        "ingest_channel": "kafka",
+        "ingest_key_id": "",
     }
 
 
@@ -147,7 +150,7 @@ def test_round_trip_full() -> None:
         ],
         "details": {"plan": "pro", "Authorization": "[REDACTED]"},
         "schema_version": "1",
-        "ingest": {"topic": "audit.events", "partition": 2, "offset": 42},
+        "ingest": {"topic": "audit.events", "partition": 2, "offset": 42, "channel": "kafka"},
     }
 
 
@@ -189,3 +192,46 @@ def test_row_to_event_accepts_what_clickhouse_returns() -> None:
 def test_format_datetime_converts_offsets() -> None:
     value = datetime(2026, 3, 10, 12, 0, 0, 5000, tzinfo=timezone(timedelta(hours=2)))
     assert format_datetime(value) == "2026-03-10T10:00:00.005Z"
+
+
+def test_content_hash_is_what_the_event_says_not_how_it_arrived() -> None:
+    event = parse_event(orjson.dumps(FULL), now=NOW)
+    first = enrich(event, topic="audit.events", partition=2, offset=42, received_at=RECEIVED)
+    replay = enrich(
+        event,
+        topic="audit.events.other",
+        partition=0,
+        offset=7,
+        received_at=RECEIVED + timedelta(hours=1),
+        channel="http",
+        key_id="k1",
+    )
+    hash_at = COLUMNS.index("content_hash")
+    assert first[hash_at] == replay[hash_at] == content_hash(first) == content_hash(replay)
+    assert len(first[hash_at]) == 16
+    # The order of details keys is not content; every field's value is.
+    reordered = {**FULL, "details": dict(reversed(list(FULL["details"].items())))}
+    assert row_of(reordered)[hash_at] == first[hash_at]
+    for change in (
+        {"action": "config.deleted"},
+        {"actor": {**FULL["actor"], "name": "Eve"}},
+        {"occurred_at": "2026-03-10T11:13:21.124+01:00"},
+        {"details": {"plan": "free", "Authorization": "x"}},
+        {"outcome": "success"},
+        {"tenant_id": "globex"},
+    ):
+        assert row_of({**FULL, **change})[hash_at] != first[hash_at], change
+
+
+def test_ingest_attribution_is_served() -> None:
+    row = row_of(MINIMAL)
+    assert row_to_event(dict(zip(COLUMNS, row, strict=True)))["ingest"]["channel"] == "kafka"
+    event = parse_event(orjson.dumps(MINIMAL), now=NOW)
+    http = enrich(event, topic="t", partition=0, offset=1, received_at=RECEIVED, channel="http", key_id="k9")
+    assert row_to_event(dict(zip(COLUMNS, http, strict=True)))["ingest"] == {
+        "topic": "t",
+        "partition": 0,
+        "offset": 1,
+        "channel": "http",
+        "key_id": "k9",
+    }

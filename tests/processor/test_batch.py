@@ -10,6 +10,7 @@ import orjson
 from auditstream.events.stored import COLUMNS
 from auditstream.processor.batch import KafkaMessage, process_batch
 from auditstream.processor.dlq import MAX_DLQ_VALUE_BYTES, dead_letter, read_dead_letter_headers
+from auditstream.processor.identity import settle_against_store
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -61,7 +62,8 @@ def test_duplicate_event_ids_within_a_batch_are_stored_once() -> None:
     event_id = str(uuid.uuid4())
     value = orjson.dumps(_event(event_id=event_id))
     batch = process_batch([_msg(value, 0), _msg(value, 1)], received_at=NOW, now=NOW)
-    assert len(batch.rows) == 1 and batch.duplicates == 1
+    settled = settle_against_store(batch, {})
+    assert len(settled.rows) == 1 and settled.duplicates == 1
 
 
 def test_rows_are_grouped_per_partition_with_their_offset_range() -> None:

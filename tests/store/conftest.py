@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from auditstream.events.stored import COLUMNS
+from auditstream.events.stored import COLUMNS, content_hash
 from auditstream.store import Store
 
 RowFactory = Callable[..., tuple]
@@ -50,11 +50,19 @@ def build_row(**values: Any) -> tuple:
         "kafka_topic": "audit.events",
         "kafka_partition": 0,
         "kafka_offset": 0,
+        "content_hash": b"",
+        "ingest_channel": "kafka",
+        "ingest_key_id": "",
     }
     unknown = set(values) - set(defaults)
     assert not unknown, f"unknown columns {unknown}"
     defaults.update(values)
-    return tuple(defaults[name] for name in COLUMNS)
+    row = tuple(defaults[name] for name in COLUMNS)
+    if "content_hash" in values:
+        return row
+    # What the processor stores: the hash of the row's content (same content, same hash).
+    at = COLUMNS.index("content_hash")
+    return (*row[:at], content_hash(row), *row[at + 1 :])
 
 
 @pytest.fixture

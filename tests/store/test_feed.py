@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from auditstream.config import REPO_ROOT
+from auditstream.events.stored import COLUMNS
 from auditstream.store import Store
 from auditstream.store.client import create_client
 from auditstream.store.filters import EventFilter
@@ -154,6 +155,20 @@ def test_feed_page_marks_filter_matches(store: Store, tenant: str) -> None:
     assert page.positions == {0: 3}
 
 
+# The columns of audit_events before 0004 (first write wins) added its own.
+OLD_COLUMNS = COLUMNS[: COLUMNS.index("content_hash")]
+
+
+def insert_old_rows(store: Store, rows: list[tuple]) -> None:
+    """Rows as a processor from before 0004 wrote them (no hash, no attribution)."""
+    store._client().insert(
+        f"{store.database}.audit_events",
+        [row[: len(OLD_COLUMNS)] for row in rows],
+        column_names=OLD_COLUMNS,
+        settings={"async_insert": 0},
+    )
+
+
 @pytest.fixture
 def old_schemas(tmp_path: Path) -> Path:
     """The migrations before 0003, as a database created before it would have applied them."""
@@ -181,13 +196,13 @@ def test_0003_applies_to_a_database_with_data(
     before = Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=old_schemas)
     assert before.open() == ["0001_audit_events", "0002_search_and_feed"]
     with before:
-        before.insert_rows(batch(tenant, 0, range(0, 4)))
-        before.insert_rows(batch(tenant, 0, range(0, 4)))  # a re-delivered copy, not merged yet
-        before.insert_rows(batch(tenant, 1, range(10, 12), received_at=NOW + timedelta(seconds=1)))
+        insert_old_rows(before, batch(tenant, 0, range(0, 4)))
+        insert_old_rows(before, batch(tenant, 0, range(0, 4)))  # a re-delivered copy, not merged yet
+        insert_old_rows(before, batch(tenant, 1, range(10, 12), received_at=NOW + timedelta(seconds=1)))
         assert before.feed_watermark(tenant) == {0: 3, 1: 11}
 
     after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
-    assert after.open() == ["0003_feed_heads"]
+    assert after.open() == ["0003_feed_heads", "0004_first_write_wins"]
     try:
         client = after._client()
         ddl = client.query(
@@ -221,3 +236,27 @@ def test_heads_of_every_tenant_at_once(store: Store, tenant: str) -> None:
     heads = store.feed_heads_all()
     assert heads[tenant] == {0: 2, 1: 5}
     assert heads[other] == {2: 8}
+
+
+def test_0004_indexes_events_stored_before_it(
+    clickhouse_dsn: str, tmp_path: Path, scratch_database: str
+) -> None:
+    for path in sorted(SCHEMAS.glob("*.sql")):
+        if int(path.name[:4]) < 4:
+            shutil.copy(path, tmp_path / path.name)
+    tenant = unique_tenant()
+    rows = batch(tenant, 0, range(0, 3))
+    with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
+        insert_old_rows(before, rows)
+    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
+    assert after.open() == ["0004_first_write_wins"]
+    try:
+        found = after.stored_identities([(tenant, r[0]) for r in rows])
+        # Stored before hashes existed: all zeros, so any later event under the id is a conflict.
+        assert found == {(tenant, r[0]): bytes(16) for r in rows}
+        event = after.get_event(tenant, rows[0][0])
+        assert event is not None and event["ingest_channel"] == "kafka"
+        page = after.feed_page(tenant, {}, limit=10)
+        assert positions_of(page.rows) == [(0, 0), (0, 1), (0, 2)]
+    finally:
+        after.close()

@@ -23,6 +23,7 @@ imports the producer, lazily, so the CLI stays quick.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -105,21 +106,26 @@ def key_event(action: str, key: ApiKey, actor: dict[str, str], *, via_cli: bool 
 
 async def record(publisher: Publisher, event: dict[str, Any]) -> None:
     """Publish one audit-trail event from the API and wait for the broker (503 on failure)."""
+    from auditstream.events.attribution import CHANNEL_INTERNAL
     from auditstream.producer import encode_event
 
-    await publisher.publish([encode_event(event)])
+    await publisher.publish([encode_event(event)], channel=CHANNEL_INTERNAL)
 
 
 def record_sync(settings: Settings, events: list[dict[str, Any]], *, timeout: float) -> str | None:
     """Publish from the CLI; None on success, else why it was not recorded (never raises)."""
     try:
-        from auditstream.producer import SyncAuditProducer
+        from auditstream.events.attribution import CHANNEL_INTERNAL, attributor_for
+        from auditstream.producer import SyncAuditProducer, encode_event
 
+        attributor = attributor_for(settings)
         with SyncAuditProducer(
             settings.kafka_bootstrap, settings.topic, start_timeout=timeout, linger_ms=0
         ) as producer:
             for event in events:
-                producer.emit(event)
+                encoded = encode_event(event)
+                headers = attributor.headers(CHANNEL_INTERNAL, encoded.value)
+                producer.emit_encoded(dataclasses.replace(encoded, headers=headers))
             producer.flush(timeout=timeout + 10)
     except Exception as exc:  # broker down, delivery failed: reported by the caller as a warning
         return f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from auditstream.api.jobs import ExportRunner, JobStore
 from auditstream.api.publisher import Publisher
 from auditstream.config import Settings
+from auditstream.events.attribution import attributor_for
 from auditstream.store import Store
 
 __all__ = ["EXPORT_WORKERS", "install_background"]
@@ -28,7 +29,7 @@ def install_background(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     from auditstream.api.routes.exports import build_filter
 
-    publisher = Publisher(settings.kafka_bootstrap, settings.topic)
+    publisher = Publisher(settings.kafka_bootstrap, settings.topic, attributor_for(settings))
     jobs = JobStore(settings.resolved_keys_path.parent / "exports.sqlite3")
     runner = ExportRunner(jobs, store, settings.data_dir / "exports", build_filter, workers=EXPORT_WORKERS)
     app.state.publisher = publisher

@@ -15,10 +15,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aiokafka.errors import KafkaError
 
 from auditstream.api.errors import ApiError
+from auditstream.events.attribution import Attributor
 from auditstream.producer import AuditProducer, BrokerUnavailable, EncodedEvent, ProducerError
 
 __all__ = ["PUBLISH_TIMEOUT_SECONDS", "PublishUnavailable", "Publisher"]
@@ -42,9 +44,17 @@ class PublishUnavailable(ApiError):
 class Publisher:
     """A lazily started :class:`AuditProducer` bound to the app's event loop."""
 
-    def __init__(self, bootstrap: str, topic: str, *, start_timeout: float = START_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        attributor: Attributor,
+        *,
+        start_timeout: float = START_TIMEOUT_SECONDS,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.attributor = attributor
         self.start_timeout = start_timeout
         self._producer: AuditProducer | None = None
         self._lock: asyncio.Lock | None = None
@@ -65,10 +75,20 @@ class Publisher:
                 self._producer = producer
         return self._producer
 
-    async def publish(self, records: Sequence[EncodedEvent]) -> list[uuid.UUID]:
-        """Send already validated records in order; return once the broker acknowledged all."""
+    async def publish(
+        self, records: Sequence[EncodedEvent], *, channel: str, key_id: str = ""
+    ) -> list[uuid.UUID]:
+        """Send already validated records in order; return once the broker acknowledged all.
+
+        Each record is labelled with how it arrived (``channel``: ``http`` for HTTP ingest
+        with the sending ``key_id``, ``internal`` for the API's own trail), signed so the
+        processor can tell the label from a forgery (events/attribution.py).
+        """
         if not records:
             return []
+        records = [
+            replace(r, headers=self.attributor.headers(channel, r.value, key_id=key_id)) for r in records
+        ]
         producer = await self._started()
         try:
             # _send_record keeps order (one await per record) and gives each record its own

@@ -136,6 +136,9 @@ def select_sql(ds: Dataset, start: int, count: int) -> str:
         "kafka_topic": "'audit.events'",
         "kafka_partition": "toUInt16(number % 3)",
         "kafka_offset": "intDiv(number, 3)",
+        "content_hash": "sipHash128(number)",
+        "ingest_channel": "'kafka'",
+        "ingest_key_id": "''",
     }
     assert tuple(values) == COLUMNS, "datagen must fill every stored column, in order"
     select = ",\n  ".join(f"{expr} AS {name}" for name, expr in values.items())

@@ -73,7 +73,8 @@ def reconcile(
         for p in report.partitions:
             typer.echo(
                 f"partition {p.partition}: offsets {p.low}..{p.committed} committed; stored {p.stored}, "
-                f"dead-lettered {p.dead_lettered}, duplicates {p.duplicates}, no record {p.no_record}, "
+                f"dead-lettered {p.dead_lettered}, duplicates {p.duplicates}, expired {p.expired}, "
+                f"no record {p.no_record}, "
                 f"missing {p.missing}"
             )
             for first, last in p.gaps:

@@ -10,6 +10,7 @@ back into the JSON shape the API serves.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,7 +50,17 @@ COLUMNS: tuple[str, ...] = (
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
+    # First write wins (migration 0004): what an exact copy and a conflict are told apart by.
+    "content_hash",
+    # How the event arrived (events/attribution.py): kafka | http | internal, and the HTTP key.
+    "ingest_channel",
+    "ingest_key_id",
 )
+
+# Where the content ends in a row: the values before received_at, then those between it and
+# the ingest position. The hash leaves out when and how the event arrived.
+_RECEIVED_AT = COLUMNS.index("received_at")
+_CONTENT_END = COLUMNS.index("kafka_topic")
 
 
 # --- building a row (processor, per event: keep it lean) ----------------------------------
@@ -59,7 +70,14 @@ _MS = timedelta(milliseconds=1)
 
 
 def enrich(
-    event: AuditEvent, *, topic: str, partition: int, offset: int, received_at: datetime
+    event: AuditEvent,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    received_at: datetime,
+    channel: str = "kafka",
+    key_id: str = "",
 ) -> tuple[Any, ...]:
     """One ``audit_events`` row, in :data:`COLUMNS` order, for a validated event.
 
@@ -73,6 +91,9 @@ def enrich(
     and whose random bits are a hash of ``topic/partition/offset``: processing
     the same Kafka message again (after a crash, before the commit) yields the
     same id, so the store's duplicate elimination by ``event_id`` still holds.
+
+    ``content_hash`` (:func:`content_hash`) identifies what the event says; ``channel``
+    and ``key_id`` say how it arrived (verified by the caller, never read from the event).
     """
     if received_at.tzinfo is not UTC or received_at.microsecond % 1000:
         received_at = utc_ms(received_at)
@@ -88,11 +109,10 @@ def enrich(
     source = event.source
     changes = event.changes
     details = event.details
-    return (
+    content = (
         event_id,
         event.tenant_id,
         occurred_at,
-        received_at,
         action,
         category,
         severity(action, outcome, category),
@@ -113,10 +133,33 @@ def enrich(
         orjson.dumps(redact_changes(changes)).decode() if changes else "",
         redact_details(details) if details else {},
         event.schema_version,
+    )
+    return (
+        *content[:_RECEIVED_AT],
+        received_at,
+        *content[_RECEIVED_AT:],
         topic,
         partition,
         offset,
+        _hash(content),
+        channel,
+        key_id,
     )
+
+
+def _hash(content: tuple[Any, ...]) -> bytes:
+    # Sorted keys: details {"a","b"} and {"b","a"} are the same content.
+    return hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+def content_hash(row: tuple[Any, ...]) -> bytes:
+    """The 16-byte hash of what a row's event says: every column but received_at and after.
+
+    Two rows with the same ``(tenant_id, event_id)`` and the same hash are one event
+    delivered twice (a retry); a different hash is a conflict. Redaction is applied
+    before hashing, so the hash never depends on a secret the store does not hold.
+    """
+    return _hash(row[:_RECEIVED_AT] + row[_RECEIVED_AT + 1 : _CONTENT_END])
 
 
 def utc_ms(value: datetime) -> datetime:
@@ -159,7 +202,7 @@ def row_to_event(row: Mapping[str, Any]) -> dict[str, Any]:
     The inverse of :func:`enrich` up to what storage normalised (UTC
     milliseconds, canonical IP, redaction): the input fields, plus
     ``received_at``, ``category``, ``severity`` and ``ingest: {topic,
-    partition, offset}``. Optional fields stored as ``''`` (and empty
+    partition, offset, channel[, key_id]}``. Optional fields stored as ``''`` (and empty
     ``changes``/``details``) are omitted; ``event_id`` is a string.
     """
     event: dict[str, Any] = {
@@ -192,11 +235,15 @@ def row_to_event(row: Mapping[str, Any]) -> dict[str, Any]:
     if details:
         event["details"] = dict(details)
     event["schema_version"] = row.get("schema_version") or "1"
-    event["ingest"] = {
+    ingest: dict[str, Any] = {
         "topic": row["kafka_topic"],
         "partition": int(row["kafka_partition"]),
         "offset": int(row["kafka_offset"]),
+        "channel": row.get("ingest_channel") or "kafka",
     }
+    if row.get("ingest_key_id"):
+        ingest["key_id"] = row["ingest_key_id"]
+    event["ingest"] = ingest
     return event
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 import orjson
@@ -72,11 +72,16 @@ def _whole(type_: str, message: str) -> InvalidEvent:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def parse_event(raw: bytes | str | None, *, now: datetime | None = None) -> AuditEvent:
+def parse_event(
+    raw: bytes | str | None, *, now: datetime | None = None, retention_days: int | None = None
+) -> AuditEvent:
     """Validate one serialized event; raise :class:`InvalidEvent` with every problem found.
 
     ``now`` is the clock for the "not more than 5 minutes in the future" rule
     (default: the current time). ``None`` or empty input is a Kafka tombstone.
+    ``retention_days`` (the processor and HTTP ingest pass the store's) refuses an event
+    that occurred longer ago than the retention: the TTL would drop it at once, after it
+    had been counted as stored.
     """
     if raw is None:
         raise _whole("empty", "empty message (tombstone)")
@@ -87,10 +92,12 @@ def parse_event(raw: bytes | str | None, *, now: datetime | None = None) -> Audi
             raise _whole("invalid_utf8", f"not encodable as UTF-8: {exc.reason}") from None
     elif not isinstance(raw, bytes):
         raw = bytes(raw)  # bytearray / memoryview from a client library
-    return _parse_bytes(raw, now, check_duplicates=True)
+    return _parse_bytes(raw, now, check_duplicates=True, retention_days=retention_days)
 
 
-def _parse_bytes(raw: bytes, now: datetime | None, *, check_duplicates: bool) -> AuditEvent:
+def _parse_bytes(
+    raw: bytes, now: datetime | None, *, check_duplicates: bool, retention_days: int | None = None
+) -> AuditEvent:
     size = len(raw)
     if size == 0:
         raise _whole("empty", "empty message (tombstone)")
@@ -105,10 +112,28 @@ def _parse_bytes(raw: bytes, now: datetime | None, *, check_duplicates: bool) ->
         raise _diagnose(raw, exc) from None
     if check_duplicates and _has_duplicate_keys(raw, event):
         raise InvalidEvent(_duplicate_key_errors(raw))
+    if retention_days is not None:
+        _check_retention(event, now, retention_days)
     return event
 
 
-def validate_event(obj: Mapping[str, Any] | AuditEvent, *, now: datetime | None = None) -> AuditEvent:
+def _check_retention(event: AuditEvent, now: datetime | None, retention_days: int) -> None:
+    oldest = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    if event.occurred_at < oldest:
+        raise InvalidEvent(
+            [
+                FieldError(
+                    field="occurred_at",
+                    message=f"older than the retention of {retention_days} days",
+                    type="older_than_retention",
+                )
+            ]
+        )
+
+
+def validate_event(
+    obj: Mapping[str, Any] | AuditEvent, *, now: datetime | None = None, retention_days: int | None = None
+) -> AuditEvent:
     """Validate an in-memory event (SDK, HTTP ingest) by the same rules as :func:`parse_event`.
 
     The object is serialized to JSON and parsed like a Kafka message, so the
@@ -124,7 +149,7 @@ def validate_event(obj: Mapping[str, Any] | AuditEvent, *, now: datetime | None 
             raw = orjson.dumps(obj if isinstance(obj, dict) else dict(obj), default=_to_jsonable)
         except (TypeError, ValueError) as exc:
             raise _whole("not_serializable", f"not representable as JSON: {exc}") from None
-    return _parse_bytes(raw, now, check_duplicates=False)
+    return _parse_bytes(raw, now, check_duplicates=False, retention_days=retention_days)
 
 
 def _to_jsonable(value: Any) -> Any:

@@ -10,8 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from uuid import UUID
 
-from auditstream.events.stored import enrich, utc_ms
+from auditstream.events.attribution import (
+    CHANNEL_INTERNAL,
+    KAFKA,
+    Attribution,
+    AttributionInvalid,
+    Attributor,
+    is_labelled,
+    is_reserved_service,
+)
+from auditstream.events.stored import COLUMNS, enrich, utc_ms
 from auditstream.events.validation import FieldError, InvalidEvent, parse_event
 
 
@@ -25,6 +35,7 @@ class KafkaMessage:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Incoming(Protocol):
@@ -62,40 +73,80 @@ class ProcessedBatch:
     # The position of each row, parallel to ``rows``: (partition, offset).
     positions: list[tuple[int, int]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    duplicates: int = 0
 
     def rows_by_partition(self) -> dict[int, tuple[list[tuple], int, int]]:
-        """Rows grouped per partition with the first and last offset of the group.
-
-        Each group is written with its own deduplication token, so a replay of the
-        same offset range after a crash is dropped by the store.
-        """
-        groups: dict[int, tuple[list[tuple], int, int]] = {}
-        for row, (partition, offset) in zip(self.rows, self.positions, strict=True):
-            group = groups.get(partition)
-            if group is None:
-                groups[partition] = ([row], offset, offset)
-            else:
-                rows, first, last = group
-                rows.append(row)
-                groups[partition] = (rows, min(first, offset), max(last, offset))
-        return groups
+        return rows_by_partition(self.rows, self.positions)
 
 
-# Position of event_id in a row (COLUMNS[0]); used to drop in-batch duplicates.
-_EVENT_ID = 0
+def rows_by_partition(
+    rows: Sequence[tuple], positions: Sequence[tuple[int, int]]
+) -> dict[int, tuple[list[tuple], int, int]]:
+    """Rows grouped per partition with the first and last offset of the group.
+
+    Each group is written with its own deduplication token, so a replay of the
+    same offset range after a crash is dropped by the store.
+    """
+    groups: dict[int, tuple[list[tuple], int, int]] = {}
+    for row, (partition, offset) in zip(rows, positions, strict=True):
+        group = groups.get(partition)
+        if group is None:
+            groups[partition] = ([row], offset, offset)
+        else:
+            members, first, last = group
+            members.append(row)
+            groups[partition] = (members, min(first, offset), max(last, offset))
+    return groups
+
+
+# Positions in a row (COLUMNS) of what identifies an event and what it says.
+_EVENT_ID = COLUMNS.index("event_id")
+_TENANT_ID = COLUMNS.index("tenant_id")
+_CONTENT_HASH = COLUMNS.index("content_hash")
+
+CONFLICT_REASON = "conflict: event_id already stored with different content"
+RESERVED_SOURCE_MESSAGE = "reserved for events written by auditstream itself"
+
+
+def conflict(message: Incoming) -> Rejected:
+    """The reject of an event that reuses a stored ``(tenant_id, event_id)`` with other content."""
+    error = FieldError(field="event_id", message=CONFLICT_REASON, type="conflict")
+    return Rejected(message, [error], CONFLICT_REASON)
+
+
+def identity(row: tuple) -> tuple[str, UUID]:
+    """The identity of a stored event: ``(tenant_id, event_id)``."""
+    return row[_TENANT_ID], row[_EVENT_ID]
+
+
+def row_hash(row: tuple) -> bytes:
+    return row[_CONTENT_HASH]
 
 
 def process_batch(
-    messages: Sequence[Incoming], *, received_at: datetime, now: datetime | None = None
+    messages: Sequence[Incoming],
+    *,
+    received_at: datetime,
+    now: datetime | None = None,
+    attributor: Attributor | None = None,
+    retention_days: int | None = None,
 ) -> ProcessedBatch:
-    """Validate and enrich each message; duplicates of an event_id within the batch are dropped."""
+    """Validate, attribute and enrich each message.
+
+    Repeats of an identity (``(tenant_id, event_id)``) are kept here, in batch order: the
+    write step settles them against the store and against each other in one pass
+    (``identity.settle_against_store``), because which occurrence is the first write
+    depends on what is already stored.
+
+    ``attributor`` verifies the ingest-channel label of a record (events/attribution.py);
+    without one every record counts as ``kafka`` and labelled ones are refused.
+    """
     out = ProcessedBatch()
-    seen: set = set()
     received_at = utc_ms(received_at)  # once per batch, not once per event in enrich
     for message in messages:
+        value = message.value
         try:
-            event = parse_event(message.value, now=now)
+            event = parse_event(value, now=now, retention_days=retention_days)
+            attribution = _attribution(message, attributor)
         except InvalidEvent as exc:
             out.rejected.append(Rejected(message, exc.errors, exc.reason))
             continue
@@ -105,12 +156,37 @@ def process_batch(
             partition=message.partition,
             offset=message.offset,
             received_at=received_at,
+            channel=attribution.channel,
+            key_id=attribution.key_id,
         )
-        event_id = row[_EVENT_ID]
-        if event_id in seen:
-            out.duplicates += 1
+        source = event.source
+        if (
+            source is not None
+            and is_reserved_service(source.service)
+            and attribution.channel != CHANNEL_INTERNAL
+        ):
+            out.rejected.append(
+                Rejected(
+                    message,
+                    [FieldError(field="source.service", message=RESERVED_SOURCE_MESSAGE, type="reserved")],
+                    f"source.service: {RESERVED_SOURCE_MESSAGE}",
+                )
+            )
             continue
-        seen.add(event_id)
         out.rows.append(row)
         out.positions.append((message.partition, message.offset))
     return out
+
+
+def _attribution(message: Incoming, attributor: Attributor | None) -> Attribution:
+    headers = getattr(message, "headers", None)
+    if not headers:
+        return KAFKA
+    try:
+        if attributor is None:
+            if is_labelled(headers):
+                raise AttributionInvalid("a labelled record, but this processor holds no ingest secret")
+            return KAFKA
+        return attributor.verify(headers, message.value or b"")
+    except AttributionInvalid as exc:
+        raise InvalidEvent([FieldError(field="", message=str(exc), type="attribution")]) from None

@@ -10,7 +10,13 @@ REJECTED = Counter(
     "auditstream_processor_rejected_total", "Messages sent to the dead-letter topic.", ["reason"]
 )
 DUPLICATES = Counter(
-    "auditstream_processor_duplicates_total", "Events dropped as duplicates of an event_id in the same batch."
+    "auditstream_processor_duplicates_total",
+    "Events dropped as exact copies of a (tenant_id, event_id) in the same batch or already stored.",
+)
+CONFLICTS = Counter(
+    "auditstream_processor_conflicts_total",
+    "Events refused because their (tenant_id, event_id) is stored with different content"
+    " (first write wins; each is in the dead-letter topic).",
 )
 BATCH_SIZE = Histogram(
     "auditstream_processor_batch_size",

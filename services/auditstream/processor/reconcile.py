@@ -5,9 +5,12 @@ must be one of:
 
 - **stored**: a row with this ``kafka_partition``/``kafka_offset`` is in ClickHouse;
 - **dead-lettered**: a DLQ record names it in its ``auditstream.source.*`` headers;
-- **duplicate**: the message carries an ``event_id`` that is stored at another offset
-  (dropped in its batch, or replaced by a later copy), found by reading the
-  uncovered offsets back from Kafka;
+- **duplicate**: the message carries a ``(tenant_id, event_id)`` that is stored at
+  another offset (an exact copy, dropped: first write wins), found by reading the
+  uncovered offsets back from Kafka. The identity includes the tenant: another
+  tenant's event with the same id accounts for nothing;
+- **expired**: the message's event is older than the store's retention, so the TTL
+  has removed its row (or would have: such events are refused at validation now);
 - **no record**: Kafka has no message at that offset (transaction markers).
 
 Anything else is a gap: committed, yet neither stored nor dead-lettered. Offsets
@@ -22,6 +25,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -48,6 +52,7 @@ class PartitionReport:
     stored: int = 0
     dead_lettered: int = 0
     duplicates: int = 0
+    expired: int = 0
     no_record: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)  # inclusive offset ranges
 
@@ -193,7 +198,9 @@ async def _judge(
     if not uncovered:
         return
     wanted = set(uncovered)
-    ids: dict[int, UUID] = {}
+    ids: dict[int, tuple[str, UUID]] = {}
+    expired: set[int] = set()
+    oldest = datetime.now(UTC) - timedelta(days=store.retention_days)
     seen: set[int] = set()
     for first, last in _ranges(uncovered):
         async for message in _read_range(consumer, tp, first, last + 1):
@@ -204,14 +211,18 @@ async def _judge(
                 event = parse_event(message.value)
             except InvalidEvent:
                 continue  # invalid and not in the DLQ: a gap
-            if event.event_id is not None:  # without one, its row could only be at this offset
-                ids[message.offset] = event.event_id
-    stored_ids = store.stored_event_ids(list(set(ids.values())))
+            if event.occurred_at < oldest:
+                expired.add(message.offset)
+            elif event.event_id is not None:  # without one, its row could only be at this offset
+                ids[message.offset] = (event.tenant_id, event.event_id)
+    stored_keys = store.stored_event_keys(list(set(ids.values())))
     gap_offsets = []
     for offset in uncovered:
         if offset not in seen:
             report.no_record += 1
-        elif ids.get(offset) in stored_ids:
+        elif offset in expired:
+            report.expired += 1
+        elif ids.get(offset) in stored_keys:
             report.duplicates += 1
         else:
             gap_offsets.append(offset)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,12 +29,23 @@ from typing import Any
 from faust.types import Message
 
 from auditstream.config import Settings
+from auditstream.events.attribution import attributor_for
 from auditstream.processor import metrics
-from auditstream.processor.batch import Incoming, KafkaMessage, ProcessedBatch, Rejected, process_batch
+from auditstream.processor.batch import (
+    Incoming,
+    KafkaMessage,
+    ProcessedBatch,
+    Rejected,
+    conflict,
+    identity,
+    process_batch,
+    rows_by_partition,
+)
 from auditstream.processor.dlq import dead_letter
 from auditstream.processor.faust_app import build_faust_app
 from auditstream.processor.fetcher import BatchTransport
 from auditstream.processor.gc_tuning import tune_gc_for_batches
+from auditstream.processor.identity import settle_against_store
 from auditstream.processor.lag import record_lag
 from auditstream.processor.sink import ClickHouseSink
 from auditstream.store.store import Store
@@ -60,7 +71,13 @@ def _message_of(m: Incoming) -> KafkaMessage:
         key=m.key,
         value=m.value,
         timestamp_ms=int(timestamp * 1000) if timestamp else None,
+        headers=_headers_of(m),
     )
+
+
+def _headers_of(m: Incoming) -> tuple[tuple[str, bytes], ...]:
+    headers = getattr(m, "headers", None) or ()
+    return tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
 
 
 class EarlierBatchNotWritten(RuntimeError):
@@ -80,6 +97,7 @@ class Processor:
         self.batch_max_events = settings.batch_max_events
         self.batch_max_seconds = settings.batch_max_seconds
         self.batches_in_flight = settings.batches_in_flight
+        self.attributor = attributor_for(settings)
         # Resolved when the most recently started batch is written (or abandoned).
         self._written: asyncio.Future[None] | None = None
         self.app = build_faust_app(settings)
@@ -155,8 +173,14 @@ class Processor:
             metrics.CONSUMED.inc(len(messages))
             metrics.BATCH_SIZE.observe(len(messages))
             now = datetime.now(UTC)
-            batch = await asyncio.to_thread(process_batch, messages, received_at=now, now=now)
-            metrics.DUPLICATES.inc(batch.duplicates)
+            batch = await asyncio.to_thread(
+                process_batch,
+                messages,
+                received_at=now,
+                now=now,
+                attributor=self.attributor,
+                retention_days=self.settings.retention_days,
+            )
             rejected = [replace(r, message=_message_of(r.message)) for r in batch.rejected]
             if previous is not None:
                 await asyncio.shield(previous)
@@ -181,13 +205,31 @@ class Processor:
         messages: Sequence[Incoming],
         rejected: list[Rejected],
     ) -> None:
-        for partition, (rows, first, last) in batch.rows_by_partition().items():
+        """Write the batch's rows that are new; copies are dropped, conflicts join ``rejected``.
+
+        First write wins: the identities are looked up only now, after every earlier batch
+        is written (writes are serialised), so a batch is settled against all before it.
+        """
+        stored = await self.sink.stored_identities(list({identity(row) for row in batch.rows}))
+        settled = settle_against_store(batch, stored)
+        metrics.DUPLICATES.inc(settled.duplicates)
+        by_position: dict[tuple[int, int], Incoming] | None = None
+        if settled.conflicts:
+            by_position = {(m.partition, m.offset): m for m in messages}
+            rejected.extend(conflict(_message_of(by_position[p])) for p in settled.conflicts)
+        if settled.conflicts:
+            metrics.CONFLICTS.inc(len(settled.conflicts))
+            log.warning(
+                "events conflicting with stored ones sent to the DLQ",
+                extra={"conflicts": len(settled.conflicts)},
+            )
+        for partition, (rows, first, last) in rows_by_partition(settled.rows, settled.positions).items():
             token = f"{self.settings.topic}/{partition}/{first}-{last}"
             poison = await self.sink.write(rows, dedup_token=token)
             metrics.STORED.inc(len(rows) - len(poison))
             if poison:
-                by_position = {(m.partition, m.offset): m for m in messages}
-                positions = [p for p in batch.positions if p[0] == partition]
+                by_position = by_position or {(m.partition, m.offset): m for m in messages}
+                positions = [p for p in settled.positions if p[0] == partition]
                 for row in poison:
                     message = _message_of(by_position[positions[row.index]])
                     error = {

@@ -11,16 +11,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
 
 from auditstream.processor import metrics
 from auditstream.store.errors import StoreRejected, StoreUnavailable
 from auditstream.store.store import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,12 +74,21 @@ class ClickHouseSink:
             await self._write_isolating(rows[:half], base, f"{token}.a", poison)
             await self._write_isolating(rows[half:], base + half, f"{token}.b", poison)
 
+    async def stored_identities(self, keys: Sequence[tuple[str, UUID]]) -> dict[tuple[str, UUID], bytes]:
+        """The store's content hashes of ``keys`` (first write wins), retried like a write."""
+        if not keys:
+            return {}
+        return await self._with_retry(self.store.stored_identities, keys)
+
     async def _write_with_retry(self, rows: Sequence[tuple], token: str) -> None:
+        await self._with_retry(functools.partial(self.store.insert_rows, rows, dedup_token=token))
+
+    async def _with_retry(self, call: Callable[..., T], *args: Any) -> T:
         delay = self.initial_backoff
         while True:
             try:
                 # The client is synchronous (chDB runs in-process): keep the event loop free.
-                await asyncio.to_thread(self.store.insert_rows, rows, dedup_token=token)
+                result = await asyncio.to_thread(call, *args)
             except StoreUnavailable as exc:
                 self.status.store_available = False
                 self.status.consecutive_failures += 1
@@ -97,4 +111,4 @@ class ClickHouseSink:
             self.status.last_error = None
             self.status.last_write_at = time.time()
             metrics.STORE_AVAILABLE.set(1)
-            return
+            return result

@@ -91,14 +91,19 @@ EventLike = Mapping[str, Any] | AuditEvent
 
 @dataclass(frozen=True, slots=True)
 class EncodedEvent:
-    """A validated event ready for Kafka: its id, record key and record value."""
+    """A validated event ready for Kafka: its id, record key and record value.
+
+    ``headers`` are record headers; only auditstream's own publishers set them (the
+    signed ingest attribution of ``events/attribution.py``).
+    """
 
     event_id: uuid.UUID
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
-def encode_event(event: EventLike) -> EncodedEvent:
+def encode_event(event: EventLike, *, retention_days: int | None = None) -> EncodedEvent:
     """Validate ``event`` and encode it as the Kafka record the processor expects.
 
     The record value is compact JSON (orjson) of the event with ``event_id``
@@ -130,7 +135,7 @@ def encode_event(event: EventLike) -> EncodedEvent:
         value = orjson.dumps(obj, default=_jsonable)
     except TypeError as exc:  # orjson.JSONEncodeError: NaN, non-str keys, unknown types
         raise _invalid("", f"not representable as JSON: {exc}", "not_serializable") from None
-    validated = parse_event(value)
+    validated = parse_event(value, retention_days=retention_days)
     assert validated.event_id is not None  # present in the bytes, so present after validation
     return EncodedEvent(event_id=validated.event_id, key=validated.tenant_id.encode(), value=value)
 
@@ -419,7 +424,9 @@ class AuditProducer:
         self._require_started()
         if self._producer is None:
             raise BrokerUnavailable(f"not connected to the Kafka broker at {self.bootstrap} yet")
-        return await self._producer.send(self.topic, encoded.value, key=encoded.key)
+        return await self._producer.send(
+            self.topic, encoded.value, key=encoded.key, headers=list(encoded.headers) or None
+        )
 
     async def _send_encoded(self, encoded: EncodedEvent) -> uuid.UUID:
         """Enqueue a validated record; a delivery failure is reported by the next flush().

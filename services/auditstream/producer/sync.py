@@ -108,6 +108,11 @@ class SyncAuditProducer:
         self._hand_over((encoded, None))
         return encoded.event_id
 
+    def emit_encoded(self, encoded: EncodedEvent) -> uuid.UUID:
+        """Enqueue a record :func:`encode_event` built (auditstream's own publishers add headers)."""
+        self._hand_over((encoded, None))
+        return encoded.event_id
+
     def emit_and_wait(self, event: EventLike, timeout: float | None = None) -> uuid.UUID:
         """Like :meth:`emit`, but return only once the broker has acknowledged the event."""
         encoded = encode_event(event)

@@ -114,7 +114,9 @@ EVENT_JSON_SQL = (
     " if(length(details) > 0, concat(',\"details\":', toJSONString(details)), ''),"
     " ',\"schema_version\":', toJSONString(if(schema_version != '', schema_version, '1')),"
     ' \',"ingest":{"topic":\', toJSONString(kafka_topic), \',"partition":\','
-    " toString(kafka_partition), ',\"offset\":', toString(kafka_offset), '}}')"
+    " toString(kafka_partition), ',\"offset\":', toString(kafka_offset),"
+    " ',\"channel\":', toJSONString(if(ingest_channel != '', ingest_channel, 'kafka')),"
+    f" {_opt('key_id', 'ingest_key_id')}, '}}}}')"
 )
 
 # --- one row as CSV fields -------------------------------------------------------------------
@@ -178,6 +180,8 @@ _CSV_FIELDS: tuple[tuple[str, str], ...] = (
     ("ingest.topic", "kafka_topic"),
     ("ingest.partition", "kafka_partition"),
     ("ingest.offset", "kafka_offset"),
+    ("ingest.channel", "if(ingest_channel != '', ingest_channel, 'kafka')"),
+    ("ingest.key_id", "ingest_key_id"),
 )
 # The CSV header, in order. Dotted names are paths into the event JSON. The set is fixed
 # whatever the rows hold, so files from different queries line up; an absent value is an

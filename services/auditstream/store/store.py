@@ -47,6 +47,9 @@ GROUP_BY: dict[str, str] = {
 }
 
 MAX_FEED_PARTITIONS = 1024
+# Ids per identity lookup: keeps the bound parameters of one query well under the HTTP
+# interface's URI limit (1 MiB by default) on a ClickHouse server.
+_IDENTITY_CHUNK = 5000
 
 
 @dataclass(slots=True)
@@ -446,17 +449,40 @@ class Store:
         rows = self._select(sql, {"t": topic, "p": partition, "s": start, "e": end})
         return {int(r["o"]) for r in rows}
 
-    def stored_event_ids(self, event_ids: Sequence[UUID]) -> set[UUID]:
-        """Which of ``event_ids`` are stored (at any position)."""
-        if not event_ids:
-            return set()
-        sql = f"SELECT DISTINCT event_id FROM {self._table} WHERE event_id IN {{ids:Array(UUID)}}"  # noqa: S608
-        return {r["event_id"] for r in self._select(sql, {"ids": list(event_ids)})}
+    def stored_identities(self, keys: Sequence[tuple[str, UUID]]) -> dict[tuple[str, UUID], bytes]:
+        """Which ``(tenant_id, event_id)`` of ``keys`` are stored, with their content hashes.
+
+        The processor's first-write-wins check (migration 0004): one primary-key read of
+        ``audit_ids`` per chunk of ids. The query asks for the tenants and ids as two sets
+        (a superset of the pairs) and keeps the exact pairs here: two sets bind as plain
+        arrays, and ClickHouse prunes with both on the (tenant_id, event_id) key.
+        """
+        wanted = set(keys)
+        found: dict[tuple[str, UUID], bytes] = {}
+        ordered = sorted(wanted, key=lambda k: (k[0], k[1].bytes))
+        for start in range(0, len(ordered), _IDENTITY_CHUNK):
+            chunk = ordered[start : start + _IDENTITY_CHUNK]
+            sql = (
+                "SELECT tenant_id, event_id, content_hash"  # noqa: S608 - values are parameters
+                f" FROM {self.database}.audit_ids"
+                " WHERE tenant_id IN {t:Array(String)} AND event_id IN {ids:Array(UUID)}"
+            )
+            params = {"t": sorted({t for t, _ in chunk}), "ids": [i for _, i in chunk]}
+            for r in self._select(sql, params):
+                key = (r["tenant_id"], r["event_id"])
+                if key in wanted:
+                    value = r["content_hash"]
+                    found[key] = value if isinstance(value, bytes) else bytes(value, "latin-1")
+        return found
+
+    def stored_event_keys(self, keys: Sequence[tuple[str, UUID]]) -> set[tuple[str, UUID]]:
+        """Which ``(tenant_id, event_id)`` of ``keys`` are stored (at any position)."""
+        return set(self.stored_identities(keys))
 
     def row_counts(self, topic: str) -> dict[str, int]:
         """Rows of ``topic`` as stored (``rows``: duplicates not merged yet included) and as read."""
         sql = (
-            f"SELECT count() AS rows, uniqExact(event_id) AS distinct_ids FROM {self._table}"  # noqa: S608
+            f"SELECT count() AS rows, uniqExact(tenant_id, event_id) AS distinct_ids FROM {self._table}"  # noqa: S608
             " WHERE kafka_topic = {t:String}"
         )
         raw = self._select(sql, {"t": topic})[0]

@@ -33,6 +33,8 @@ from auditstream.api.deps import ReaderKey, TenantDep
 from auditstream.api.errors import ApiError, Forbidden
 from auditstream.api.publisher import Publisher
 from auditstream.api.schemas import ERROR_RESPONSES, ErrorBody
+from auditstream.config import Settings
+from auditstream.events.attribution import CHANNEL_HTTP
 from auditstream.events.validation import InvalidEvent
 from auditstream.producer import EncodedEvent, encode_event
 
@@ -122,7 +124,9 @@ def split_body(body: bytes, content_type: str) -> list[bytes]:
     )
 
 
-def encode_all(raws: list[bytes]) -> tuple[list[EncodedEvent], list[dict[str, Any]]]:
+def encode_all(
+    raws: list[bytes], *, retention_days: int | None = None
+) -> tuple[list[EncodedEvent], list[dict[str, Any]]]:
     encoded: list[EncodedEvent] = []
     errors: list[dict[str, Any]] = []
     for index, raw in enumerate(raws):
@@ -135,7 +139,7 @@ def encode_all(raws: list[bytes]) -> tuple[list[EncodedEvent], list[dict[str, An
             errors.append({"index": index, "field": "", "message": "expected a JSON object"})
             continue
         try:
-            encoded.append(encode_event(obj))
+            encoded.append(encode_event(obj, retention_days=retention_days))
         except InvalidEvent as exc:
             errors.extend({"index": index, "field": e["field"], "message": e["message"]} for e in exc.errors)
     return encoded, errors
@@ -169,7 +173,8 @@ async def ingest_events(request: Request, key: ReaderKey, tenant: TenantDep) -> 
         return _unprocessable(EventErrors([{"index": 0, "field": "", "message": "the body holds no event"}]))
     if len(raws) > MAX_EVENTS:
         raise PayloadTooLarge(f"at most {MAX_EVENTS} events per request; split the batch")
-    encoded, errors = encode_all(raws)
+    settings: Settings = request.app.state.settings
+    encoded, errors = encode_all(raws, retention_days=settings.retention_days)
     if errors:
         return _unprocessable(EventErrors(errors[:MAX_ERRORS_REPORTED]))
     for index, record in enumerate(encoded):
@@ -179,7 +184,8 @@ async def ingest_events(request: Request, key: ReaderKey, tenant: TenantDep) -> 
                 field="tenant_id",
             )
     publisher: Publisher = request.app.state.publisher
-    ids = await publisher.publish(encoded)
+    # Labelled (signed) as HTTP ingest by this key: stored with the event, never taken from it.
+    ids = await publisher.publish(encoded, channel=CHANNEL_HTTP, key_id=key.key_id)
     return IngestAccepted(accepted=len(ids), event_ids=[str(i) for i in ids])
 
 
