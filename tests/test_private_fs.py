@@ -108,7 +108,10 @@ def test_settings_prepare_the_data_folder_and_the_chdb_folder(tmp_path: Path, pe
         ({"AUDITSTREAM_API_PORT": "8111"}, "http://127.0.0.1:8111"),
         ({"AUDITSTREAM_API_HOST": "0.0.0.0", "AUDITSTREAM_API_PORT": "9"}, "http://127.0.0.1:9"),
         ({"AUDITSTREAM_API_HOST": "::1"}, "http://[::1]:8000"),
-        ({"AUDITSTREAM_API_URL": "https://audit.example/", "AUDITSTREAM_API_PORT": "1"}, "https://audit.example"),
+        (
+            {"AUDITSTREAM_API_URL": "https://audit.example/", "AUDITSTREAM_API_PORT": "1"},
+            "https://audit.example",
+        ),
     ],
 )
 def test_api_url_setting(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str) -> None:
