@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from auditstream.events.ids import position_event_id
@@ -188,16 +189,31 @@ def _consumer(bootstrap: str, max_fetch_bytes: int) -> AIOKafkaConsumer:
     )
 
 
-async def _start(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_CONNECT_TIMEOUT_MS)
     try:
-        await asyncio.wait_for(consumer.start(), _CONNECT_TIMEOUT_MS / 1000)
-        topics = await asyncio.wait_for(consumer.topics(), _CONNECT_TIMEOUT_MS / 1000)
+        await admin.start()
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and entry.get("error_code") == 0:
+            return sorted(p["partition"] for p in entry.get("partitions") or [])
+    return []
+
+
+async def _start(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> list[TopicPartition]:
+    # The admin client, not consumer.topics(): a consumer without a subscription has no
+    # partition metadata to assign from.
+    try:
+        partitions = await asyncio.wait_for(_partitions(bootstrap, topic), _CONNECT_TIMEOUT_MS / 1000)
+        if partitions:
+            await asyncio.wait_for(consumer.start(), _CONNECT_TIMEOUT_MS / 1000)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise DlqUnavailable(f"broker {bootstrap} unavailable: {type(exc).__name__}: {exc}") from None
-    if topic not in topics:
+    if not partitions:
         raise DlqUnavailable(f"topic {topic} does not exist on {bootstrap}")
-    partitions = consumer.partitions_for_topic(topic) or set()
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
+    return [TopicPartition(topic, p) for p in partitions]
 
 
 async def _bounds(
