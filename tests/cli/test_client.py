@@ -6,7 +6,8 @@ import csv
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,37 +100,46 @@ def test_export_to_file(url: str, env: dict[str, str], tmp_path: Path, mode: str
     assert not Path(str(out) + ".part").exists()
 
 
-def test_tail_receives_new_events(url: str, env: dict[str, str], store: Store) -> None:
-    inserted: list[str] = []
+@contextmanager
+def inserting(store: Store, row_at: Callable[[int], tuple], first: int, count: int = 200) -> Iterator[None]:
+    """Insert ``row_at(offset)`` every 0.2 s from a thread while the block runs (tail starts from now)."""
     stop = threading.Event()
 
     def keep_inserting() -> None:
-        # tail starts from "now": keep adding events until it has what it needs.
-        offset = 10_000
-        while not stop.is_set() and offset < 10_200:
-            e = make_event(A, offset, action="scan.created")
-            row = enrich(
-                AuditEvent.model_validate_json(orjson.dumps(e)),
-                topic="audit.events",
-                partition=0,
-                offset=offset,
-                received_at=datetime.now(UTC),
-            )
-            store.insert_rows([row])
-            inserted.append(e["event_id"])
-            offset += 1
+        for offset in range(first, first + count):
+            if stop.is_set():
+                return
+            store.insert_rows([row_at(offset)])
             stop.wait(0.2)
 
     thread = threading.Thread(target=keep_inserting, daemon=True)
     thread.start()
     try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_tail_receives_new_events(url: str, env: dict[str, str], store: Store) -> None:
+    inserted: list[str] = []
+
+    def row_at(offset: int) -> tuple:
+        e = make_event(A, offset, action="scan.created")
+        inserted.append(e["event_id"])
+        return enrich(
+            AuditEvent.model_validate_json(orjson.dumps(e)),
+            topic="audit.events",
+            partition=0,
+            offset=offset,
+            received_at=datetime.now(UTC),
+        )
+
+    with inserting(store, row_at, 10_000):
         r = run(
             ["tail", "--url", url, "--action", "scan.*", "--max-events", "3", "--timeout", "30", "--json"],
             env,
         )
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert r.exit_code == 0, r.output
     got = [orjson.loads(line)["event_id"] for line in r.stdout.splitlines() if line]
     assert len(got) == 3
@@ -185,24 +195,10 @@ def test_query_escapes_control_characters_of_a_hostile_event(
 
 
 def test_tail_escapes_control_characters(url: str, env: dict[str, str], store: Store) -> None:
-    stop = threading.Event()
-
-    def keep_inserting() -> None:
-        offset = 60_000
-        while not stop.is_set() and offset < 60_100:
-            store.insert_rows([_hostile_row(offset)])
-            offset += 1
-            stop.wait(0.2)
-
-    thread = threading.Thread(target=keep_inserting, daemon=True)
-    thread.start()
-    try:
+    with inserting(store, _hostile_row, 60_000):
         r = run(
             ["tail", "--url", url, "--actor", "mallory\x1b[31m", "--max-events", "1", "--timeout", "30"], env
         )
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert r.exit_code == 0, r.output
     _assert_inert(r.stdout)
     assert "mallory\\u001b[31m" in r.stdout
