@@ -26,11 +26,11 @@ from auditstream.cli.main import app
 from auditstream.events.ids import position_event_id
 from auditstream.events.validation import parse_event
 from tests.fixtures.kafka import Topics, free_port
-from tests.fixtures.pipeline import PipelineProcess, running_pipeline
+from tests.fixtures.pipeline import DEMO_TENANT, PipelineProcess, running_pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.kafka, pytest.mark.clickhouse]
 
-TENANT = "acme"  # the first demo tenant: the pipeline's demo keys belong to it
+TENANT = DEMO_TENANT  # the pipeline's demo keys (admin) belong to it
 RAW_CONTROLS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) != "\n"]
 
 

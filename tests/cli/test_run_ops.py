@@ -24,7 +24,7 @@ import pytest
 
 from auditstream.producer import SyncAuditProducer
 from tests.fixtures.kafka import Topics
-from tests.fixtures.pipeline import REPO, PipelineProcess, running_pipeline
+from tests.fixtures.pipeline import DEMO_TENANT, REPO, PipelineProcess, running_pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -90,6 +90,7 @@ def test_demo_keys_once_audited_reused_and_private(
         doc = orjson.loads(keys_file.read_bytes())
         by_role = {k["role"]: k for k in doc["keys"]}
         assert set(by_role) == {"reader", "admin"} and all(k["audited"] for k in doc["keys"])
+        assert {k["tenant_id"] for k in doc["keys"]} == {DEMO_TENANT}
         admin = by_role["admin"]["token"]
         # The banner prints the saved keys with ready curl lines.
         log = process.log_path.read_text(errors="replace")
