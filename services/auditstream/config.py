@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auditstream.private_fs import private_dir
+
 # The repository checkout; schemas/ lives beside services/.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +77,10 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_url: str | None = Field(
+        None,
+        description="Where the CLI (query, export, tail) reaches the API. Default: http://{api_host}:{api_port}.",
+    )
     max_window_days: int = Field(92, ge=1, description="Longest time range one query may cover.")
     keys_path: Path | None = Field(
         None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3"
@@ -93,6 +99,25 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_keys_path(self) -> Path:
         return self.keys_path or self.data_dir / "keys.sqlite3"
+
+    @cached_property
+    def resolved_api_url(self) -> str:
+        """``api_url``, else the address the API binds to (a wildcard bind means this machine)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.api_host, self.api_host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal in a URL
+        return f"http://{host}:{self.api_port}"
+
+    def prepare_data_dir(self) -> Path:
+        """Create the data folder (and the embedded engine's folder) owner-only (0700)."""
+        private_dir(self.data_dir)
+        dsn = self.resolved_clickhouse_dsn
+        folder = dsn[len("chdb://") :].split("?", 1)[0] if dsn.startswith("chdb://") else ""
+        if folder.startswith("/"):
+            private_dir(folder)
+        return self.data_dir
 
     @property
     def embedded(self) -> bool:

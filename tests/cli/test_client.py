@@ -6,7 +6,8 @@ import csv
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,37 +100,46 @@ def test_export_to_file(url: str, env: dict[str, str], tmp_path: Path, mode: str
     assert not Path(str(out) + ".part").exists()
 
 
-def test_tail_receives_new_events(url: str, env: dict[str, str], store: Store) -> None:
-    inserted: list[str] = []
+@contextmanager
+def inserting(store: Store, row_at: Callable[[int], tuple], first: int, count: int = 200) -> Iterator[None]:
+    """Insert ``row_at(offset)`` every 0.2 s from a thread while the block runs (tail starts from now)."""
     stop = threading.Event()
 
     def keep_inserting() -> None:
-        # tail starts from "now": keep adding events until it has what it needs.
-        offset = 10_000
-        while not stop.is_set() and offset < 10_200:
-            e = make_event(A, offset, action="scan.created")
-            row = enrich(
-                AuditEvent.model_validate_json(orjson.dumps(e)),
-                topic="audit.events",
-                partition=0,
-                offset=offset,
-                received_at=datetime.now(UTC),
-            )
-            store.insert_rows([row])
-            inserted.append(e["event_id"])
-            offset += 1
+        for offset in range(first, first + count):
+            if stop.is_set():
+                return
+            store.insert_rows([row_at(offset)])
             stop.wait(0.2)
 
     thread = threading.Thread(target=keep_inserting, daemon=True)
     thread.start()
     try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_tail_receives_new_events(url: str, env: dict[str, str], store: Store) -> None:
+    inserted: list[str] = []
+
+    def row_at(offset: int) -> tuple:
+        e = make_event(A, offset, action="scan.created")
+        inserted.append(e["event_id"])
+        return enrich(
+            AuditEvent.model_validate_json(orjson.dumps(e)),
+            topic="audit.events",
+            partition=0,
+            offset=offset,
+            received_at=datetime.now(UTC),
+        )
+
+    with inserting(store, row_at, 10_000):
         r = run(
             ["tail", "--url", url, "--action", "scan.*", "--max-events", "3", "--timeout", "30", "--json"],
             env,
         )
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert r.exit_code == 0, r.output
     got = [orjson.loads(line)["event_id"] for line in r.stdout.splitlines() if line]
     assert len(got) == 3
@@ -142,3 +152,69 @@ def test_tail_stops_at_timeout(url: str, env: dict[str, str]) -> None:
     r = run(["tail", "--url", url, "--action", "nothing.here", "--timeout", "1.5"], env)
     assert r.exit_code == 0, r.output
     assert time.monotonic() - started < 10
+
+
+HOSTILE_NAME = "mallory\x1b]0;owned\x07\x1b[2J\rroot\x9b1m\x7f\u202e"
+_RAW_CONTROLS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) != "\n"] + ["\u202e"]
+
+
+def _hostile_row(offset: int) -> tuple:
+    e = make_event(A, 0, action="user.login_failed", actor="mallory\x1b[31m")
+    e["actor"]["name"] = HOSTILE_NAME
+    e["details"] = {"note": "bell\x07 and CR\r here"}
+    return enrich(
+        AuditEvent.model_validate_json(orjson.dumps(e)),
+        topic="audit.events",
+        partition=1,
+        offset=offset,
+        received_at=datetime.now(UTC),
+    )
+
+
+def _assert_inert(stdout: str) -> None:
+    leaked = sorted({hex(ord(c)) for c in stdout if c in _RAW_CONTROLS})
+    assert not leaked, f"raw control characters reached the terminal: {leaked}"
+
+
+def test_query_escapes_control_characters_of_a_hostile_event(
+    url: str, env: dict[str, str], store: Store
+) -> None:
+    store.insert_rows([_hostile_row(50_000)])
+    args = ["query", "--url", url, "--since", "-30d", "--action", "user.login_failed", "--limit", "10"]
+    r = run([*args, "--json"], env)
+    assert r.exit_code == 0, r.output
+    _assert_inert(r.stdout)
+    events = [orjson.loads(line) for line in r.stdout.splitlines() if line]
+    hostile = [e for e in events if e["actor"].get("name") == HOSTILE_NAME]
+    assert len(hostile) == 1  # still valid JSON, and it decodes to the stored data unchanged
+    assert hostile[0]["details"]["note"] == "bell\x07 and CR\r here"
+    r = run(args, env)
+    assert r.exit_code == 0, r.output
+    _assert_inert(r.stdout)
+    assert "mallory\\u001b[31m" in r.stdout  # the actor column shows the escape, one line per row
+
+
+def test_tail_escapes_control_characters(url: str, env: dict[str, str], store: Store) -> None:
+    with inserting(store, _hostile_row, 60_000):
+        r = run(
+            ["tail", "--url", url, "--actor", "mallory\x1b[31m", "--max-events", "1", "--timeout", "30"], env
+        )
+    assert r.exit_code == 0, r.output
+    _assert_inert(r.stdout)
+    assert "mallory\\u001b[31m" in r.stdout
+
+
+def test_url_comes_from_the_api_url_setting(url: str, env: dict[str, str]) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    r = run(["query", "--since", "-30d", "--limit", "2", "--json"], {**env, "AUDITSTREAM_API_URL": url})
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 2
+    # Without AUDITSTREAM_API_URL the default is built from the API host and port settings.
+    r = run(
+        ["query", "--since", "-30d", "--limit", "1", "--json"],
+        {**env, "AUDITSTREAM_API_URL": "", "AUDITSTREAM_API_HOST": host, "AUDITSTREAM_API_PORT": port},
+    )
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 1
+    r = run(["query", "--limit", "1"], {**env, "AUDITSTREAM_API_URL": "http://127.0.0.1:9"})
+    assert r.exit_code == 1 and "127.0.0.1:9" in r.stderr

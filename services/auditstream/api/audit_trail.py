@@ -1,4 +1,4 @@
-"""The API's own audit trail: exports and key changes written to the audit log.
+"""The API's own audit trail: exports, key changes and DLQ replays written to the audit log.
 
 Creating or downloading an export and creating or revoking a key are events of the
 tenant concerned (``export.created``, ``export.downloaded``, ``key.created``,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLI_ACTOR",
     "api_actor",
+    "dlq_replay_event",
     "export_event",
     "key_event",
     "record",
@@ -101,6 +102,40 @@ def key_event(action: str, key: ApiKey, actor: dict[str, str], *, via_cli: bool 
         "outcome": "success",
         "source": dict(SOURCE_CLI if via_cli else SOURCE_API),
         "details": {"role": key.role.value},
+    }
+
+
+def dlq_replay_event(
+    tenant_id: str,
+    *,
+    dlq_topic: str,
+    dlq_partition: int,
+    dlq_offset: int,
+    event_id: str,
+    replayed_to: str,
+    edited: bool,
+    source: tuple[str, int, int] | None,
+) -> dict[str, Any]:
+    """``dlq.replayed``: ``auditstream dlq replay`` re-published a dead letter (in the event's tenant)."""
+    details = {
+        "dlq_topic": dlq_topic,
+        "dlq_partition": str(dlq_partition),
+        "dlq_offset": str(dlq_offset),
+        "event_id": event_id,
+        "replayed_to": replayed_to,
+        "edited": "true" if edited else "false",
+    }
+    if source is not None:
+        details.update(source_topic=source[0], source_partition=str(source[1]), source_offset=str(source[2]))
+    return {
+        "occurred_at": _now(),
+        "tenant_id": tenant_id,
+        "action": "dlq.replayed",
+        "actor": dict(CLI_ACTOR),
+        "resource": {"type": "dlq_record", "id": f"{dlq_topic}/{dlq_partition}/{dlq_offset}"[:256]},
+        "outcome": "success",
+        "source": dict(SOURCE_CLI),
+        "details": details,
     }
 
 

@@ -41,6 +41,7 @@ import orjson
 
 from auditstream.api import sqlite_file
 from auditstream.api.formats import file_extension
+from auditstream.private_fs import open_private, private_dir
 from auditstream.store import Store, StoreError
 from auditstream.store.export import ROWS_PER_QUERY, EventExport
 
@@ -213,7 +214,7 @@ class ExportRunner:
 
     def start(self) -> list[str]:
         """Start the workers; queue the jobs a previous run left unfinished (returned)."""
-        self.exports_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.exports_dir)
         resumed = self.jobs.unfinished()
         for job_id in resumed:
             self.jobs.update(job_id, status="pending", rows_written=0, started_at=None)
@@ -296,7 +297,8 @@ class ExportRunner:
     def _write(self, job_id: str, f: Any, fmt: str, part: Path) -> int:
         export = EventExport(self.store, f, fmt, order="asc", rows_per_query=self.rows_per_query)
         last_report = time.monotonic()
-        with part.open("wb") as out:
+        # Owner-only (0600): an export is a copy of the audit log; the rename keeps the mode.
+        with open_private(part) as out:
             for data in export:
                 if self._stop.is_set():
                     raise _Stopped

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from auditstream.private_fs import private_dir, private_file
+
 
 @contextmanager
 def connect(path: Path) -> Iterator[sqlite3.Connection]:
@@ -25,8 +27,13 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def create(path: Path, schema: str) -> None:
-    """Create the file (and its folder) in WAL mode and apply ``schema`` (idempotent DDL)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the file (and its folder) in WAL mode and apply ``schema`` (idempotent DDL).
+
+    The file is created 0600 before SQLite opens it (its folder 0700 when created here):
+    SQLite gives its -wal and -shm files the mode of the database file.
+    """
+    private_dir(path.parent)
+    private_file(path)
     with connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(schema)

@@ -1,8 +1,13 @@
 """``auditstream query | export | tail``: the API from the command line.
 
 The key comes from ``AUDITSTREAM_API_KEY`` (never an option: command lines end up
-in shell history and ``ps``); ``--url`` (or ``AUDITSTREAM_API_URL``) picks the
-server, default ``http://127.0.0.1:8000``. Filters are those of ``GET /v1/events``.
+in shell history and ``ps``); ``--url``, else the ``AUDITSTREAM_API_URL`` setting
+(environment or ``.env``; default ``http://{AUDITSTREAM_API_HOST}:{AUDITSTREAM_API_PORT}``)
+picks the server. Filters are those of ``GET /v1/events``.
+
+Everything printed that comes from events or the server goes through
+:func:`~auditstream.cli.terminal.escape_controls`: a hostile event cannot drive the
+analyst's terminal.
 
 Exit status: 0 done, 1 the server or the network failed, 2 a bad request (the
 server's message, naming the parameter, goes to stderr). Ctrl-C ends ``tail``
@@ -22,13 +27,18 @@ import httpx
 import orjson
 import typer
 
+from auditstream.cli.terminal import escape_controls
+from auditstream.private_fs import open_private
+
 __all__ = ["export", "query", "tail"]
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 _POLL_SECONDS = 0.3
 
 UrlOpt = Annotated[
-    str, typer.Option("--url", envvar="AUDITSTREAM_API_URL", help="API base URL.", show_default=True)
+    str | None,
+    typer.Option(
+        "--url", help="API base URL (default: the AUDITSTREAM_API_URL setting, http://127.0.0.1:8000)."
+    ),
 ]
 SinceOpt = Annotated[str | None, typer.Option(help="RFC 3339 or relative (-24h).")]
 UntilOpt = Annotated[str | None, typer.Option(help="RFC 3339 or relative; default now.")]
@@ -45,8 +55,22 @@ TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Admin keys: ano
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {escape_controls(message)}", err=True)
     raise typer.Exit(code)
+
+
+def _api_url(url: str | None) -> str:
+    """``--url``, else the ``api_url`` setting (read from the environment and ``.env``)."""
+    if url:
+        return url.rstrip("/")
+    from auditstream.config import Settings
+
+    return Settings().resolved_api_url
+
+
+def _line(event: dict[str, Any], as_json: bool) -> str:
+    """One event as printed: a JSON line or a table row, control characters escaped."""
+    return escape_controls(orjson.dumps(event).decode() if as_json else _row(event))
 
 
 def _client(url: str, timeout: float | None = 60.0) -> httpx.Client:
@@ -115,7 +139,7 @@ _HEADER = f"{'OCCURRED_AT':<25} {'ACTION':<28} {'ACTOR':<24} {'OUTCOME':<8} RESO
 
 
 def query(
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     actor: ActorOpt = None,
@@ -131,6 +155,7 @@ def query(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
 ) -> None:
     """Query events (GET /v1/events) and print a table, or NDJSON with --json."""
+    url = _api_url(url)
     params = _filters(since, until, actor, action, resource_type, resource_id, outcome, ip, q)
     params["order"] = order
     if tenant:
@@ -160,7 +185,7 @@ def _query_pages(url: str, params: dict[str, Any], limit: int, as_json: bool) ->
             _check(r)
             page = r.json()
             for event in page["data"]:
-                typer.echo(orjson.dumps(event).decode() if as_json else _row(event))
+                typer.echo(_line(event, as_json))
             shown += len(page["data"])
             cursor = page.get("next_cursor")
             if not cursor or not page["data"]:
@@ -190,7 +215,8 @@ def _download(client: httpx.Client, path: str, params: dict[str, Any], output: P
         _check(r)
         declared = r.headers.get("content-length")
         total = int(declared) if declared and "content-encoding" not in r.headers else None
-        with _progress() as progress, part.open("wb") as out:
+        # 0600 like the server's export files: an export is a copy of the audit log.
+        with _progress() as progress, open_private(part) as out:
             task = progress.add_task(f"downloading {output.name}", total=total)
             for data in r.iter_bytes():
                 out.write(data)
@@ -202,7 +228,7 @@ def _download(client: httpx.Client, path: str, params: dict[str, Any], output: P
 
 def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     format: Annotated[str, typer.Option("--format", help="ndjson, json or csv.")] = "ndjson",
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -221,6 +247,7 @@ def export(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the job (with --async).")] = 3600.0,
 ) -> None:
     """Export matching events to a file: streamed (GET /v1/export) or as a job (--async)."""
+    url = _api_url(url)
     filters = _filters(since, until, actor, action, resource_type, resource_id, outcome, ip, q)
     tenant_param = {"tenant": tenant} if tenant else {}
     try:
@@ -302,7 +329,7 @@ def _sse_events(response: httpx.Response) -> Iterator[tuple[str | None, dict[str
 
 
 def tail(
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     actor: ActorOpt = None,
     action: ActionOpt = None,
     resource_type: ResTypeOpt = None,
@@ -316,6 +343,7 @@ def tail(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
 ) -> None:
     """Follow new matching events (GET /v1/live) until Ctrl-C, --max-events or --timeout."""
+    url = _api_url(url)
     params = _filters(None, None, actor, action, resource_type, resource_id, outcome, ip, q)
     if tenant:
         params["tenant"] = tenant
@@ -331,7 +359,7 @@ def tail(
                 with client.stream("GET", "/v1/live", params=stream_params, headers=headers) as r:
                     _check(r)
                     for last_id, event in _sse_events(r):  # noqa: B007 - kept for the reconnect
-                        typer.echo(orjson.dumps(event).decode() if as_json else _row(event))
+                        typer.echo(_line(event, as_json))
                         sys.stdout.flush()
                         seen += 1
                         if max_events is not None and seen >= max_events:

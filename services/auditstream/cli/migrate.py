@@ -2,6 +2,9 @@
 
 Operators run it before (or instead of) letting services migrate on start; ``--dry-run``
 shows exactly the SQL that would run, with placeholders substituted, and changes nothing.
+
+Exit codes: 0 done, 1 a migration failed, 2 the store cannot be opened (on the embedded
+default: its folder is in use by a running ``auditstream run``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ def migrate(
     database: Annotated[str | None, typer.Option("--database", help="Database (default: settings).")] = None,
 ) -> None:
     """Apply pending ClickHouse schema migrations."""
+    from auditstream.cli.engine import EXIT_ENGINE_IN_USE, exit_if_engine_in_use, in_use_message
     from auditstream.config import get_settings
     from auditstream.store.client import create_client
     from auditstream.store.errors import StoreError
@@ -27,7 +31,15 @@ def migrate(
     settings = get_settings()
     target_dsn = dsn or settings.resolved_clickhouse_dsn
     target_db = database or settings.clickhouse_database
-    client = create_client(target_dsn)
+    exit_if_engine_in_use(target_dsn, "migrate")
+    try:
+        client = create_client(target_dsn)
+    except Exception as exc:  # clickhouse-connect / chDB errors have no common base we can name
+        if target_dsn.startswith("chdb:") and "chdb" in str(exc).lower():  # started since the check
+            typer.echo(in_use_message(target_dsn, "migrate"), err=True)
+        else:
+            typer.echo(f"error: cannot open the store at {target_dsn}: {exc}", err=True)
+        raise typer.Exit(EXIT_ENGINE_IN_USE) from None
     try:
         labels = apply_migrations(
             client,

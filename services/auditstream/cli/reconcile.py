@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from auditstream.cli.engine import exit_if_engine_in_use, in_use_message
 from auditstream.config import Settings
 
 EXIT_GAP = 1
@@ -36,17 +37,13 @@ def reconcile(
     from auditstream.store.store import Store
 
     settings = Settings()
+    exit_if_engine_in_use(settings.resolved_clickhouse_dsn, "reconcile")
     store = Store(settings.resolved_clickhouse_dsn, settings.clickhouse_database, settings.retention_days)
     try:
         store.open()
     except StoreError as exc:
-        if settings.embedded and "chdb" in str(exc).lower():
-            typer.echo(
-                f"error: the embedded ClickHouse engine at {settings.resolved_clickhouse_dsn} is in use, "
-                "most likely by a running 'auditstream run' (chDB allows one process per folder). "
-                "Stop it and run reconcile again, or use a ClickHouse server DSN.",
-                err=True,
-            )
+        if settings.embedded and "chdb" in str(exc).lower():  # started between the check and the open
+            typer.echo(in_use_message(settings.resolved_clickhouse_dsn, "reconcile"), err=True)
         else:
             typer.echo(f"error: cannot open the store: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None

@@ -22,7 +22,7 @@ def _settings(host: str | None, port: int | None) -> Settings:
     if port is not None:
         overrides["api_port"] = port
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.prepare_data_dir()
     setup_logging(settings.log_level, settings.log_format)
     return settings
 

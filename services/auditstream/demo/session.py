@@ -1,8 +1,10 @@
-"""What ``make run`` does once the services are up: a development key, a demo load, a banner.
+"""What ``make run`` does once the services are up: development keys, a demo load, a banner.
 
-The demo load goes through the real path (SDK -> Kafka -> processor -> ClickHouse);
-the banner is printed once the events are queryable, so the printed ``curl``
-works the moment you read it.
+The keys are created once and kept in ``<data_dir>/demo-keys.json`` (0600), reused on
+later starts, and each is audited (``key.created``) like a key made with ``auditstream
+keys create`` (see :mod:`auditstream.demo.keys`). The demo load goes through the real
+path (SDK -> Kafka -> processor -> ClickHouse); the banner is printed once the events
+are queryable, so the printed ``curl`` works the moment you read it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
+from auditstream.api import audit_trail
 from auditstream.api.keys import KeyStore, Role
 from auditstream.demo.generator import generate_events
+from auditstream.demo.keys import DEMO_KEYS_FILE, DemoKeys
 from auditstream.producer import AuditProducer
 from auditstream.runtime import Running
 
@@ -25,15 +30,36 @@ STORED_DEADLINE_SECONDS = 120.0
 def demo_on_started(n_events: int, tenants: Sequence[str]) -> Callable[[Running], Awaitable[None]]:
     async def on_started(running: Running) -> None:
         settings = running.settings
-        keys = KeyStore(settings.resolved_keys_path)
+        demo_keys = DemoKeys(settings.data_dir / DEMO_KEYS_FILE, KeyStore(settings.resolved_keys_path))
         tenant = tenants[0] if tenants else "acme"
-        reader = keys.create(tenant, Role.READER, name="make run: development reader")
-        admin = keys.create(tenant, Role.ADMIN, name="make run: development admin")
+        keys = demo_keys.ensure(tenant)
+        await _audit_new_keys(running, demo_keys)
         if n_events > 0:
             await _emit_demo(running, n_events, tenants)
-        _banner(running, tenant, reader.token, admin.token)
+        _banner(running, tenant, keys[Role.READER].token, keys[Role.ADMIN].token, demo_keys.path)
 
     return on_started
+
+
+async def _audit_new_keys(running: Running, demo_keys: DemoKeys) -> None:
+    """``key.created`` for each demo key not yet recorded; one that fails is retried next start."""
+    pending = demo_keys.unaudited()
+    if not pending:
+        return
+    settings = running.settings
+    recorded: list[str] = []
+    try:
+        async with AuditProducer(bootstrap=settings.kafka_bootstrap, topic=settings.topic) as producer:
+            for key in pending:
+                await producer.emit_and_wait(audit_trail.key_event("key.created", key, audit_trail.CLI_ACTOR))
+                recorded.append(key.key_id)
+    except Exception as exc:  # broker trouble: the keys work; the events are sent on the next start
+        log.warning(
+            "key.created of the development keys not written to the audit log; retried at the next start",
+            extra={"error": repr(exc), "keys": [k.key_id for k in pending if k.key_id not in recorded]},
+        )
+    if recorded:
+        demo_keys.mark_audited(recorded)
 
 
 async def _emit_demo(running: Running, n_events: int, tenants: Sequence[str]) -> None:
@@ -57,7 +83,7 @@ async def _emit_demo(running: Running, n_events: int, tenants: Sequence[str]) ->
     )
 
 
-def _banner(running: Running, tenant: str, reader: str, admin: str) -> None:
+def _banner(running: Running, tenant: str, reader: str, admin: str, keys_file: Path) -> None:
     url = running.api_url or "(API not started)"
     lines = [
         "",
@@ -69,6 +95,7 @@ def _banner(running: Running, tenant: str, reader: str, admin: str) -> None:
         f"  ClickHouse     {running.settings.resolved_clickhouse_dsn}",
         f"  reader key ({tenant})  {reader}",
         f"  admin key  ({tenant})  {admin}",
+        f"  keys file      {keys_file}  (owner only; the same keys on every start)",
         "",
         "Try:",
         f"  curl -s -H 'Authorization: Bearer {reader}' '{url}/v1/events?limit=5'",

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 _VERSION_7 = 0x7 << 76
 _VARIANT_RFC = 0x2 << 62
@@ -88,3 +89,18 @@ def uuid7_for(unix_ms: int, seed: bytes) -> uuid.UUID:
 def uuid7_unix_ms(value: uuid.UUID) -> int:
     """The millisecond timestamp embedded in a version-7 UUID."""
     return value.int >> 80
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def position_event_id(occurred_at: datetime, topic: str, partition: int, offset: int) -> uuid.UUID:
+    """The id the processor gives an event that arrived without one, at ``topic/partition/offset``.
+
+    The same derivation as :func:`auditstream.events.stored.enrich`: time ``occurred_at``
+    (aware), random bits from the Kafka position. ``auditstream dlq replay`` uses it so
+    that a record replayed from the dead-letter topic keeps the id of its *original*
+    position, however often it is replayed.
+    """
+    return uuid7_for((occurred_at - _EPOCH) // _MS, f"{topic}/{partition}/{offset}".encode())

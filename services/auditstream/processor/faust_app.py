@@ -9,6 +9,7 @@ from __future__ import annotations
 import faust
 
 from auditstream.config import Settings
+from auditstream.private_fs import private_dir
 
 
 def build_faust_app(settings: Settings) -> faust.App:
@@ -21,7 +22,8 @@ def build_faust_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         web_enabled=False,
         autodiscover=False,
-        datadir=str(settings.data_dir / "faust"),
+        # Created here, owner-only, before faust would create it with the umask's mode.
+        datadir=str(private_dir(settings.data_dir / "faust")),
         # A new consumer group starts at the beginning: an audit log must not skip history.
         consumer_auto_offset_reset="earliest",
         # Topics are created by us with the partition count we want (kafka_admin.ensure_topics).

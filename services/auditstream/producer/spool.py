@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+from auditstream.private_fs import private_dir, private_file
 from auditstream.producer import metrics
 from auditstream.producer.errors import SpoolFull
 from auditstream.producer.producer import EncodedEvent
@@ -27,8 +28,9 @@ class Spool:
     """Events waiting for the broker, bounded by ``max_bytes`` of values."""
 
     def __init__(self, directory: Path, *, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / FILE_NAME
+        # Spooled events are audit data: folder 0700, file 0600 (SQLite's -wal/-shm follow the file).
+        private_dir(directory)
+        self.path = private_file(directory / FILE_NAME)
         self.max_bytes = max_bytes
         # isolation_level=None: each statement commits at once (one append = one transaction).
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
