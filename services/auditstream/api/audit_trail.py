@@ -32,12 +32,14 @@ if TYPE_CHECKING:
     from auditstream.api.keys import ApiKey
     from auditstream.api.publisher import Publisher
     from auditstream.config import Settings
+    from auditstream.producer import EncodedEvent
 
 __all__ = [
     "CLI_ACTOR",
     "api_actor",
     "dlq_replay_event",
     "export_event",
+    "internal_record",
     "key_event",
     "record",
     "record_sync",
@@ -147,20 +149,31 @@ async def record(publisher: Publisher, event: dict[str, Any]) -> None:
     await publisher.publish([encode_event(event)], channel=CHANNEL_INTERNAL)
 
 
+def internal_record(settings: Settings, event: dict[str, Any]) -> EncodedEvent:
+    """``event`` encoded for Kafka and labelled as auditstream's own (signed ``internal``).
+
+    Every publisher of the trail outside the API's :class:`Publisher` (the CLI, the demo
+    session, DLQ replays) sends what this returns; the processor refuses an event of
+    ``source.service`` ``auditstream-*`` without the label.
+    """
+    from auditstream.events.attribution import CHANNEL_INTERNAL, attributor_for
+    from auditstream.producer import encode_event
+
+    encoded = encode_event(event)
+    headers = attributor_for(settings).headers(CHANNEL_INTERNAL, encoded.value)
+    return dataclasses.replace(encoded, headers=headers)
+
+
 def record_sync(settings: Settings, events: list[dict[str, Any]], *, timeout: float) -> str | None:
     """Publish from the CLI; None on success, else why it was not recorded (never raises)."""
     try:
-        from auditstream.events.attribution import CHANNEL_INTERNAL, attributor_for
-        from auditstream.producer import SyncAuditProducer, encode_event
+        from auditstream.producer import SyncAuditProducer
 
-        attributor = attributor_for(settings)
         with SyncAuditProducer(
             settings.kafka_bootstrap, settings.topic, start_timeout=timeout, linger_ms=0
         ) as producer:
             for event in events:
-                encoded = encode_event(event)
-                headers = attributor.headers(CHANNEL_INTERNAL, encoded.value)
-                producer.emit_encoded(dataclasses.replace(encoded, headers=headers))
+                producer.emit_encoded(internal_record(settings, event))
             producer.flush(timeout=timeout + 10)
     except Exception as exc:  # broker down, delivery failed: reported by the caller as a warning
         return f"{type(exc).__name__}: {exc}"

@@ -182,7 +182,6 @@ def replay(
     """Re-publish dead letters to the input topic (as they were, or fixed with --edit); audited."""
     from auditstream.api import audit_trail
     from auditstream.processor.dlq_reader import NotReplayable, prepare_replay, publish
-    from auditstream.producer import encode_event
 
     if edit is not None and len(positions) != 1:
         _fail("--edit replaces the payload of ONE record: give exactly one position", EXIT_USAGE)
@@ -206,9 +205,10 @@ def replay(
         for problem in problems:
             typer.echo(f"error: {escape_controls(problem)}", err=True)
         _fail(f"nothing replayed: {len(problems)} of {len(positions)} record(s) cannot be", EXIT_NOT_REPLAYED)
-    records: list[tuple[bytes, bytes]] = []
+    records: list[tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]] = []
     for r in replays:
-        records.append((r.tenant_id.encode(), r.value))
+        # The replayed event as a plain Kafka record: the processor stores it as channel kafka.
+        records.append((r.tenant_id.encode(), r.value, ()))
         audit = audit_trail.dlq_replay_event(
             r.tenant_id,
             dlq_topic=settings.dlq_topic,
@@ -219,9 +219,9 @@ def replay(
             edited=r.edited,
             source=r.record.source,
         )
-        encoded = encode_event(audit)
+        encoded = audit_trail.internal_record(settings, audit)
         # Same key, same partition: the audit event follows the event it speaks of.
-        records.append((encoded.key, encoded.value))
+        records.append((encoded.key, encoded.value, encoded.headers))
     _run(publish(settings.kafka_bootstrap, target, records))
     for r in replays:
         typer.echo(

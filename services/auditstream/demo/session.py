@@ -51,7 +51,8 @@ async def _audit_new_keys(running: Running, demo_keys: DemoKeys) -> None:
     try:
         async with AuditProducer(bootstrap=settings.kafka_bootstrap, topic=settings.topic) as producer:
             for key in pending:
-                await producer.emit_and_wait(audit_trail.key_event("key.created", key, audit_trail.CLI_ACTOR))
+                event = audit_trail.key_event("key.created", key, audit_trail.CLI_ACTOR)
+                await producer.emit_and_wait(audit_trail.internal_record(settings, event))
                 recorded.append(key.key_id)
     except Exception as exc:  # broker trouble: the keys work; the events are sent on the next start
         log.warning(

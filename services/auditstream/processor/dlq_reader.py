@@ -403,8 +403,10 @@ def _validate(record: DlqRecord, raw: bytes) -> Any:
         raise NotReplayable(f"record {record.position} is still invalid: {exc.reason}", exc.errors) from None
 
 
-async def publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Send (key, value) records to ``topic`` in order and wait until the broker has them all."""
+async def publish(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]]
+) -> None:
+    """Send (key, value, headers) records to ``topic`` in order and wait until the broker has them all."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -418,7 +420,10 @@ async def publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
         raise DlqUnavailable(f"broker {bootstrap} unavailable: {type(exc).__name__}: {exc}") from None
     try:
-        futures = [await producer.send(topic, key=key, value=value) for key, value in records]
+        futures = [
+            await producer.send(topic, key=key, value=value, headers=list(headers) or None)
+            for key, value, headers in records
+        ]
         await asyncio.wait_for(asyncio.gather(*futures), 30)
     except (KafkaError, TimeoutError) as exc:
         raise DlqUnavailable(

@@ -402,12 +402,17 @@ class AuditProducer:
         """
         return await self._send_encoded(encode_event(event))
 
-    async def emit_and_wait(self, event: EventLike) -> uuid.UUID:
+    async def emit_encoded(self, encoded: EncodedEvent) -> uuid.UUID:
+        """Enqueue a record :func:`encode_event` built (auditstream's own publishers add headers)."""
+        return await self._send_encoded(encoded)
+
+    async def emit_and_wait(self, event: EventLike | EncodedEvent) -> uuid.UUID:
         """Like :meth:`emit`, but return only once the broker has acknowledged the record.
 
-        Raises :class:`DeliveryFailed` when the broker does not acknowledge it.
+        Also takes an already encoded record. Raises :class:`DeliveryFailed` when the
+        broker does not acknowledge it.
         """
-        encoded = encode_event(event)
+        encoded = event if isinstance(event, EncodedEvent) else encode_event(event)
         future = await self._send_record(encoded)
         try:
             await future
