@@ -17,7 +17,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request, Security
@@ -350,10 +349,21 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-@cache
+# id(route) -> (route, names): routes are not hashable; the identity check keeps an id
+# reused by another app's route (tests build many apps) from answering with stale names.
+_DECLARED: dict[int, tuple[APIRoute, frozenset[str]]] = {}
+
+
 def _declared_query_parameters(route: APIRoute) -> frozenset[str]:
-    # Every query parameter the route and its dependencies declare (by alias, as sent).
-    return frozenset(_query_names(route.dependant))
+    """Every query parameter the route and its dependencies declare (by alias, as sent)."""
+    hit = _DECLARED.get(id(route))
+    if hit is not None and hit[0] is route:
+        return hit[1]
+    names = frozenset(_query_names(route.dependant))
+    if len(_DECLARED) > 10_000:  # bounded whatever creates apps
+        _DECLARED.clear()
+    _DECLARED[id(route)] = (route, names)
+    return names
 
 
 async def reject_unknown_parameters(request: Request) -> None:
