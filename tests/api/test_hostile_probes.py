@@ -453,9 +453,45 @@ def test_export_job_applies_the_retention(probe: Probe) -> None:
 
 
 # --- REWRITE-BY-INGEST --------------------------------------------------------------------------------
-# The forged replacement of issue 9 (an ingest of a stored event_id with other content) is
-# probed by the first-write-wins tests. Whatever those add, the check below already fails
-# if any probe of this file changed or hid a stored event.
+# The forged replacement of issue 9: an ingest key sends stored event_ids (same occurred_at)
+# with other content, for its own tenant and for the API's own trail. tests/pipeline/
+# test_first_write_wins.py checks each way in; here the snapshot check below must still hold
+# once the forgeries have gone through the processor.
+
+
+def test_forged_replacements_through_ingest_change_nothing(probe: Probe) -> None:
+    victims = [e for e in probe.snapshot.values() if e["tenant_id"] == A][:5]
+    assert victims
+    forged = [
+        {
+            "event_id": e["event_id"],
+            "occurred_at": e["occurred_at"],
+            "tenant_id": A,
+            "action": "user.logout",
+            "actor": {"id": "nobody"},
+        }
+        for e in victims
+    ]
+    probe.ingest(A, forged)  # accepted into Kafka: only the processor knows what is stored
+    trail = probe.request(
+        "POST",
+        "/v1/events",
+        A,
+        "ingest",
+        content=orjson.dumps(
+            {**forged[0], "action": "export.downloaded", "source": {"service": "auditstream-api"}}
+        ),
+        headers={"Content-Type": "application/json"},
+    )
+    assert trail.status_code == 422 and trail.json()["error"]["errors"][0]["field"] == "source.service"
+    # The same partition (keyed by tenant) in order: once this one is stored, the forgeries
+    # before it have been settled.
+    sentinel = _event(A, 999)
+    probe.ingest(A, [sentinel])
+    probe.wait_stored(A, {sentinel["event_id"]})
+    for e in victims:
+        r = probe.request("GET", f"/v1/events/{e['event_id']}", A, "reader")
+        assert r.status_code == 200 and r.json() == e
 
 
 def test_zz_no_probe_changed_or_hid_a_stored_event(probe: Probe) -> None:

@@ -48,11 +48,14 @@ def pipeline(kafka_bootstrap: str, topics: Topics, clickhouse_dsn: str) -> Itera
 
 
 @pytest.fixture(scope="module")
-def env(kafka_bootstrap: str, topics: Topics) -> dict[str, str]:
+def env(kafka_bootstrap: str, topics: Topics, pipeline: PipelineProcess) -> dict[str, str]:
+    # The operator's CLI runs on the installation it replays into: same data folder, so the
+    # dlq.replayed record is signed with the secret the processor holds (events/attribution.py).
     return {
         "AUDITSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "AUDITSTREAM_TOPIC": topics.events,
         "AUDITSTREAM_DLQ_TOPIC": topics.dlq,
+        "AUDITSTREAM_DATA_DIR": str(pipeline.data_dir),
     }
 
 
