@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The repository checkout; schemas/ lives beside services/.
+# The repository checkout, for the tools that only run from one (tests, `make bench`).
+# Nothing at run time reads it: schemas ship inside the package (auditstream.resources).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,7 +24,10 @@ class Settings(BaseSettings):
 
     # --- where things live -------------------------------------------------
     data_dir: Path = Field(Path(".data"), description="Local state: chDB files, API keys, spool.")
-    schemas_dir: Path = Field(REPO_ROOT / "schemas", description="JSON Schema and ClickHouse migrations.")
+    schemas_dir: Path | None = Field(
+        None,
+        description="Folder with event/v1.json and clickhouse/NNNN_*.sql. Default: the copy in the package.",
+    )
 
     # --- Kafka ---------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -43,6 +47,11 @@ class Settings(BaseSettings):
         description="chdb:///abs/path (embedded) or http://user:pass@host:8123. Default: chDB in data_dir.",
     )
     clickhouse_database: str = "auditstream"
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="Cluster name of remote_servers: migrations run ON CLUSTER with Replicated tables and "
+        "Distributed ones sharded by tenant (store/cluster_ddl.py). Unset: one server or chDB.",
+    )
     retention_days: int = Field(365, ge=1)
 
     # --- processor -----------------------------------------------------------
