@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     topic: str = "audit.events"
     dlq_topic: str = "audit.events.dlq"
     topic_partitions: int = Field(3, ge=1)
+    # Production: 3 and 2 (README "Production: Kafka and ClickHouse clusters"); 1 broker: 1 and unset.
+    topic_replication_factor: int = Field(1, ge=1, description="Replicas of each topic we create.")
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of each topic we create (acks=all waits for this many)."
+    )
     consumer_group: str = "auditstream-processor"
     max_message_bytes: int = Field(
         16 * 1024 * 1024,

@@ -28,6 +28,7 @@ INSTALL_TIMEOUT = 900  # the dependencies come from the package index (or pip's 
 class Installed:
     wheel: Path
     venv: Path
+    usable_by_everyone: bool
 
     @property
     def command(self) -> Path:
@@ -70,13 +71,35 @@ def built_wheel() -> Iterator[Path]:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _usable_by_everyone(path: Path) -> bool:
+    """Every folder above ``path`` can be entered by any user and the file can be run by any."""
+    real = path.resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in real.parents) and bool(os.stat(real).st_mode & 0o001)
+
+
+def base_python() -> Path:
+    """A Python 3.11+ that the image test's non-root user can run too (a pyenv one under /root cannot).
+
+    The image's python:3.11-slim has its interpreter in /usr/local/bin; any 3.11+ will do.
+    """
+    own = Path(getattr(sys, "_base_executable", sys.executable))
+    candidates = [
+        own,
+        *(Path(d) / f"python3.{m}" for d in ("/usr/local/bin", "/usr/bin") for m in (13, 12, 11)),
+    ]
+    for candidate in candidates:
+        if candidate.exists() and _usable_by_everyone(candidate):
+            return candidate
+    return own
+
+
 @pytest.fixture(scope="session")
 def installed(built_wheel: Path) -> Iterator[Installed]:
     root = Path(tempfile.mkdtemp(prefix="auditstream-venv-"))
     root.chmod(0o755)  # the image test runs the installed command as another user
     venv = root / "venv"
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([str(base_python()), "-m", "venv", str(venv)], check=True, timeout=120)
         done = subprocess.run(
             [str(venv / "bin" / "pip"), "install", "--quiet", str(built_wheel)],
             capture_output=True,
@@ -86,6 +109,6 @@ def installed(built_wheel: Path) -> Iterator[Installed]:
             env=clean_env(),
         )
         assert done.returncode == 0, done.stdout + done.stderr
-        yield Installed(built_wheel, venv)
+        yield Installed(built_wheel, venv, usable_by_everyone=_usable_by_everyone(venv / "bin" / "python"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
