@@ -29,7 +29,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.faults.support import all_committed, metric, until, valid_events
+from auditstream.demo.generator import generate_events
+from auditstream.events.ids import uuid7
+from tests.faults.support import all_committed, metric, until
 from tests.fixtures.kafka import new_topics
 from tests.fixtures.pipeline import PipelineProcess, running_pipeline
 
@@ -39,6 +41,15 @@ N_EVENTS = 12_000
 EVENTS_PER_SECOND = 400
 PARTITIONS = 6
 STORED_BEFORE_KILL = 1_500  # by the member that is killed
+# Events are keyed by tenant: enough tenants that every partition, so each member, gets some.
+TENANTS = [f"tenant-{i:02d}" for i in range(24)]
+
+
+def events_with_ids(n: int, seed: int) -> list[dict[str, Any]]:
+    events = list(generate_events(n, tenants=TENANTS, seed=seed))
+    for event in events:
+        event["event_id"] = str(uuid7())
+    return events
 
 
 async def _group(bootstrap: str, group: str) -> tuple[int, str, dict[int, int]]:
@@ -115,7 +126,7 @@ def produce(bootstrap: str, topic: str, events: list[dict[str, Any]], done: thre
 def test_survivor_takes_over_the_killed_members_partitions(kafka_bootstrap: str, clickhouse_dsn: str) -> None:
     topics = new_topics(kafka_bootstrap, partitions=PARTITIONS)
     group = f"group-{topics.events}"
-    events = valid_events(N_EVENTS, seed=91)
+    events = events_with_ids(N_EVENTS, seed=91)
     with (
         running_pipeline(kafka_bootstrap, topics, clickhouse_dsn, AUDITSTREAM_CONSUMER_GROUP=group) as doomed,
         running_pipeline(
