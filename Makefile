@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint fmt bench broker-start broker-stop clean
+.PHONY: setup run test lint fmt bench broker-start broker-stop clean dist
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -51,6 +51,12 @@ bench: setup
 	deploy/kafka/broker.sh start; \
 	AUDITSTREAM_BENCH_KAFKA_BOOTSTRAP="127.0.0.1:$$KAFKA_PORT" $(BIN)/auditstream bench all $(BENCH_ARGS)
 
+## dist: the sdist and the wheel in dist/ (what `pip install` and the Docker image use)
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls -l dist
+
 broker-start: setup
 	deploy/kafka/broker.sh start
 
@@ -59,4 +65,4 @@ broker-stop:
 
 clean:
 	-deploy/kafka/broker.sh stop
-	rm -rf $(VENV) .cache .data .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .data .pytest_cache .ruff_cache dist build

@@ -9,6 +9,10 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1),
 # KAFKA_DATA_DIR (.data/kafka), KAFKA_LIBS (.cache/kafka/libs), KAFKA_HEAP (512m).
+# One node of a cluster (deploy/kafka/cluster.sh sets these): KAFKA_NODE_ID (1),
+# KAFKA_QUORUM_VOTERS (1@127.0.0.1:<controller port>), KAFKA_CLUSTER_ID (random, for the
+# first format), KAFKA_INTERNAL_RF (1: replication of the offsets and transaction topics),
+# KAFKA_INTERNAL_MIN_ISR (1).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +22,10 @@ controller_port="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
 data_dir="${KAFKA_DATA_DIR:-$root/.data/kafka}"
 libs="${KAFKA_LIBS:-$root/.cache/kafka/libs}"
 heap="${KAFKA_HEAP:-512m}"
+node_id="${KAFKA_NODE_ID:-1}"
+voters="${KAFKA_QUORUM_VOTERS:-$node_id@127.0.0.1:$controller_port}"
+internal_rf="${KAFKA_INTERNAL_RF:-1}"
+internal_min_isr="${KAFKA_INTERNAL_MIN_ISR:-1}"
 pid_file="$data_dir/broker.pid"
 config="$data_dir/server.properties"
 
@@ -50,12 +58,14 @@ prepare() {
   fetch
   mkdir -p "$data_dir/logs"
   sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" \
-      -e "s#@LOG_DIR@#$data_dir/logs#g" "$here/server.properties" > "$config"
+      -e "s#@LOG_DIR@#$data_dir/logs#g" -e "s#@NODE_ID@#$node_id#g" -e "s#@VOTERS@#$voters#g" \
+      -e "s#@INTERNAL_RF@#$internal_rf#g" -e "s#@INTERNAL_MIN_ISR@#$internal_min_isr#g" \
+      "$here/server.properties" > "$config"
   if [ ! -f "$data_dir/logs/meta.properties" ]; then
     log "formatting KRaft storage in $data_dir/logs"
     java -cp "$libs/*" -Dlog4j2.configurationFile="$here/log4j2.yaml" \
       -Dkafka.logs.dir="$data_dir" kafka.tools.StorageTool format \
-      --config "$config" --cluster-id "$(java_cluster_id)" >/dev/null
+      --config "$config" --cluster-id "${KAFKA_CLUSTER_ID:-$(java_cluster_id)}" >/dev/null
   fi
 }
 
@@ -107,10 +117,11 @@ stop() {
 }
 
 case "${1:-}" in
+  cluster-id) java_cluster_id ;;
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
   status) answers ;;
   run) prepare; exec "${java_cmd[@]}" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

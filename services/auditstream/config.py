@@ -17,7 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from auditstream.private_fs import private_dir
 
-# The repository checkout; schemas/ lives beside services/.
+# The repository checkout, for the tools that only run from one (tests, `make bench`).
+# Nothing at run time reads it: schemas ship inside the package (auditstream.resources).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,13 +27,21 @@ class Settings(BaseSettings):
 
     # --- where things live -------------------------------------------------
     data_dir: Path = Field(Path(".data"), description="Local state: chDB files, API keys, spool.")
-    schemas_dir: Path = Field(REPO_ROOT / "schemas", description="JSON Schema and ClickHouse migrations.")
+    schemas_dir: Path | None = Field(
+        None,
+        description="Folder with event/v1.json and clickhouse/NNNN_*.sql. Default: the copy in the package.",
+    )
 
     # --- Kafka ---------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic: str = "audit.events"
     dlq_topic: str = "audit.events.dlq"
     topic_partitions: int = Field(3, ge=1)
+    # Production: 3 and 2 (README "Production: Kafka and ClickHouse clusters"); 1 broker: 1 and unset.
+    topic_replication_factor: int = Field(1, ge=1, description="Replicas of each topic we create.")
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of each topic we create (acks=all waits for this many)."
+    )
     consumer_group: str = "auditstream-processor"
     max_message_bytes: int = Field(
         16 * 1024 * 1024,
@@ -46,6 +55,11 @@ class Settings(BaseSettings):
         description="chdb:///abs/path (embedded) or http://user:pass@host:8123. Default: chDB in data_dir.",
     )
     clickhouse_database: str = "auditstream"
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="Cluster name of remote_servers: migrations run ON CLUSTER with Replicated tables and "
+        "Distributed ones sharded by tenant (store/cluster_ddl.py). Unset: one server or chDB.",
+    )
     retention_days: int = Field(365, ge=1)
 
     # --- processor -----------------------------------------------------------

@@ -3,6 +3,7 @@
 Usage::
 
     await ensure_topics("127.0.0.1:9092", {"audit.events": 3, "audit.events.dlq": 3})
+    await ensure_pipeline_topics(settings)  # the pipeline's two topics, as the settings say
 
 ``configs`` (topic -> {config: value}) is applied when a topic is created, e.g.
 the input topic's ``max.message.bytes`` (see :func:`input_topic_configs`).
@@ -96,7 +97,40 @@ def input_topic_configs(settings: Settings) -> dict[str, str]:
     send an oversized record, and it is better for it to reach the DLQ with its
     reason than to be refused at the producer where nobody looks.
     """
-    return {"max.message.bytes": str(settings.max_message_bytes)}
+    return {"max.message.bytes": str(settings.max_message_bytes), **replication_configs(settings)}
+
+
+def replication_configs(settings: Settings) -> dict[str, str]:
+    """``min.insync.replicas`` of every topic we create, when set.
+
+    With ``acks=all`` (the SDK, the processor's DLQ writes) a write is acknowledged once
+    this many replicas have it: with replication 3 and 2 in sync, one broker may fail
+    without losing an acknowledged event and without stopping writes.
+    """
+    if settings.topic_min_insync_replicas is None:
+        return {}
+    return {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+
+
+async def ensure_pipeline_topics(
+    settings: Settings,
+    *,
+    bootstrap: str | None = None,
+    topic: str | None = None,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+) -> None:
+    """The input topic (``topic``, default ``settings.topic``) and the DLQ, as the settings say.
+
+    Partitions, replication factor and ``min.insync.replicas`` come from ``settings``.
+    """
+    topic = topic or settings.topic
+    await ensure_topics(
+        bootstrap or settings.kafka_bootstrap,
+        {topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions},
+        settings.topic_replication_factor,
+        wait_seconds=wait_seconds,
+        configs={topic: input_topic_configs(settings), settings.dlq_topic: replication_configs(settings)},
+    )
 
 
 async def _create(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from auditstream.config import Settings
-from auditstream.kafka_admin import ensure_topics, input_topic_configs
+from auditstream.kafka_admin import ensure_pipeline_topics
 from auditstream.processor.service import Processor
 from auditstream.store.store import Store
 
@@ -71,11 +71,7 @@ async def run_services(
     serve_task: asyncio.Task[None] | None = None
     try:
         if processor:
-            await ensure_topics(
-                settings.kafka_bootstrap,
-                {settings.topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions},
-                configs={settings.topic: input_topic_configs(settings)},
-            )
+            await ensure_pipeline_topics(settings)
             proc = Processor(settings, store)
             await proc.start()
         api_url = None

@@ -80,14 +80,11 @@ async def _run(
     broker_wait: float,
 ) -> list[str]:
     from auditstream.demo.generator import generate_events
-    from auditstream.kafka_admin import ensure_topics
+    from auditstream.kafka_admin import ensure_pipeline_topics
     from auditstream.producer import AuditProducer
 
     if create_topics:
-        partitions = settings.topic_partitions
-        await ensure_topics(
-            bootstrap, {topic: partitions, settings.dlq_topic: partitions}, wait_seconds=broker_wait
-        )
+        await ensure_pipeline_topics(settings, bootstrap=bootstrap, topic=topic, wait_seconds=broker_wait)
 
     end = datetime.now(UTC)
     per_action: Counter[str] = Counter()

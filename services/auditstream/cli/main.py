@@ -6,7 +6,11 @@ stay small and import their heavy dependencies lazily so ``--help`` is quick.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from auditstream import __version__
 
 app = typer.Typer(
     name="auditstream",
@@ -14,6 +18,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"auditstream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Event-streaming audit log pipeline: Kafka -> processor -> ClickHouse -> query API."""
+
 
 # Sub-commands: one module each under auditstream/cli/.
 from auditstream.cli import bench, client, demo, dlq, emit, keys, migrate, reconcile, run  # noqa: E402

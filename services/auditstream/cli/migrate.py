@@ -24,6 +24,7 @@ def migrate(
     """Apply pending ClickHouse schema migrations."""
     from auditstream.cli.engine import EXIT_ENGINE_IN_USE, exit_if_engine_in_use, in_use_message
     from auditstream.config import get_settings
+    from auditstream.resources import schemas_root
     from auditstream.store.client import create_client
     from auditstream.store.errors import StoreError
     from auditstream.store.migrations import apply_migrations
@@ -44,10 +45,11 @@ def migrate(
         labels = apply_migrations(
             client,
             target_db,
-            settings.schemas_dir,
+            schemas_root(settings.schemas_dir),
             settings.retention_days,
             dry_run=dry_run,
             echo=typer.echo if dry_run else None,
+            cluster=settings.clickhouse_cluster,
         )
     except (StoreError, ValueError) as exc:
         typer.echo(f"migrate failed: {exc}", err=True)

@@ -1,31 +1,29 @@
 """Access to the v1 event JSON Schema, the source of truth of the event contract.
 
 The schema lives in ``schemas/event/v1.json`` (beside ``services/``) so that
-producers in other languages can use it as is; Python code validates with the
-pydantic model in :mod:`auditstream.events.model`, which a test keeps in step
-with this file. Loading is cached: the file is read once per process.
+producers in other languages can use it as is; it ships inside the package and is
+read through :mod:`auditstream.resources` (``AUDITSTREAM_SCHEMAS_DIR`` overrides it).
+Python code validates with the pydantic model in :mod:`auditstream.events.model`,
+which a test keeps in step with this file. Loading is cached: the file is read once per process.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from auditstream.config import Settings
-
-SCHEMA_RELATIVE_PATH = Path("event") / "v1.json"
+from auditstream.resources import EVENT_SCHEMA, Resource, schemas_root
 
 
-def schema_path() -> Path:
-    """Where the v1 schema is read from (``Settings().schemas_dir / "event" / "v1.json"``)."""
-    return Settings().schemas_dir / SCHEMA_RELATIVE_PATH
+def schema_path() -> Resource:
+    """Where the v1 schema is read from (``<schemas>/event/v1.json``, see ``auditstream.resources``)."""
+    return schemas_root().joinpath(*EVENT_SCHEMA)
 
 
 @lru_cache(maxsize=1)
-def _load(path: Path) -> bytes:
+def _load(path: Resource) -> bytes:
     return path.read_bytes()
 
 

@@ -20,11 +20,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from auditstream.resources import Resource
 from auditstream.store.client import validate_identifier
+from auditstream.store.cluster_ddl import ClusterDDL
 from auditstream.store.errors import MigrationError, StoreError, classify
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -46,7 +47,7 @@ class Migration:
 
     version: int
     name: str
-    path: Path
+    path: Resource
     sql: str
     checksum: str
 
@@ -93,15 +94,17 @@ def _has_code(piece: str) -> bool:
     return bool(without.strip())
 
 
-def load_migrations(schemas_dir: Path) -> list[Migration]:
+def load_migrations(schemas_dir: Resource) -> list[Migration]:
     """Read ``NNNN_name.sql`` files from ``schemas_dir`` (or its ``clickhouse/`` folder).
 
     Accepting both spellings lets callers pass ``Settings.schemas_dir`` as it is.
+    ``schemas_dir`` is a folder on disk or one inside the package (``auditstream.resources``).
     """
     folder = schemas_dir / "clickhouse" if (schemas_dir / "clickhouse").is_dir() else schemas_dir
     migrations: list[Migration] = []
-    seen: dict[int, Path] = {}
-    for path in sorted(folder.glob("*.sql")):
+    seen: dict[int, Resource] = {}
+    sql_files = (p for p in folder.iterdir() if p.name.endswith(".sql") and p.is_file())
+    for path in sorted(sql_files, key=lambda p: p.name):
         match = _FILE_NAME.match(path.name)
         if not match:
             raise MigrationError(f"migration file name must look like NNNN_name.sql: {path.name}")
@@ -135,18 +138,20 @@ def applied_migrations(client: Client, database: str) -> dict[int, tuple[str, st
 def apply_migrations(
     client: Client,
     database: str,
-    schemas_dir: Path,
+    schemas_dir: Resource,
     retention_days: int,
     dry_run: bool = False,
     *,
     echo: Callable[[str], None] | None = None,
+    cluster: str | None = None,
 ) -> list[str]:
     """Apply pending migrations in order; return their labels (``0001_audit_events``).
 
     With ``dry_run`` nothing is created or recorded: the pending labels are returned
     and every statement that would run is passed to ``echo`` (the CLI prints them).
     Raises ``MigrationError`` when an applied migration's checksum no longer matches
-    its file, or a statement fails.
+    its file, or a statement fails. With ``cluster`` every statement is sent in its
+    cluster form (``ON CLUSTER``, Replicated and Distributed tables: ``cluster_ddl.py``).
     """
     database = validate_identifier(database)
     migrations = load_migrations(schemas_dir)
@@ -171,20 +176,26 @@ def apply_migrations(
         f"CREATE DATABASE IF NOT EXISTS {database}",
         _LEDGER_DDL.replace("{database}", database),
     ]
+    statements = {m.version: m.statements(database, retention_days) for m in migrations}
+    if cluster is not None:
+        # Every file in order, applied ones too: a later ALTER must know what was sharded.
+        ddl = ClusterDDL(cluster, database)
+        bootstrap = [out for s in bootstrap for out in ddl.transform(s)]
+        statements = {v: [out for s in ss for out in ddl.transform(s)] for v, ss in statements.items()}
     if dry_run:
         if echo is not None:
             for statement in bootstrap:
                 echo(statement + ";")
             for migration in pending:
                 echo(f"-- {migration.label} (checksum {migration.checksum})")
-                for statement in migration.statements(database, retention_days):
+                for statement in statements[migration.version]:
                     echo(statement + ";")
         return [m.label for m in pending]
     for statement in bootstrap:
         _run(client, statement, echo)
     done: list[str] = []
     for migration in pending:
-        for statement in migration.statements(database, retention_days):
+        for statement in statements[migration.version]:
             try:
                 _run(client, statement, echo)
             except Exception as exc:

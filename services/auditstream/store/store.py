@@ -19,14 +19,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from clickhouse_connect.driver.client import Client
 
-from auditstream.config import REPO_ROOT
+from auditstream.config import Settings
 from auditstream.events.stored import COLUMNS
+from auditstream.resources import Resource, schemas_root
 from auditstream.store.client import ClientPool, validate_identifier
 from auditstream.store.errors import StoreError, StoreRejected, classify
 from auditstream.store.filters import DT64, EventFilter, build_where
@@ -91,12 +91,16 @@ class Store:
         database: str,
         retention_days: int = 365,
         *,
-        schemas_dir: Path | None = None,
+        schemas_dir: Resource | None = None,
+        cluster: str | None = None,
     ) -> None:
         self.dsn = dsn
         self.database = validate_identifier(database)
         self.retention_days = retention_days
-        self.schemas_dir = schemas_dir or REPO_ROOT / "schemas" / "clickhouse"
+        # Default: AUDITSTREAM_SCHEMAS_DIR when set, else the migrations inside the package.
+        self.schemas_dir = schemas_dir if schemas_dir is not None else schemas_root()
+        # A service that migrates on start must use the cluster form too (never local tables).
+        self.cluster = cluster if cluster is not None else Settings().clickhouse_cluster
         self._table = f"{self.database}.audit_events"
         self._pool: ClientPool | None = None
         self._probe_lock = threading.Lock()
@@ -114,7 +118,9 @@ class Store:
             client = self._pool.get()
         except Exception as exc:
             raise classify(exc) from exc
-        return apply_migrations(client, self.database, self.schemas_dir, self.retention_days)
+        return apply_migrations(
+            client, self.database, self.schemas_dir, self.retention_days, cluster=self.cluster
+        )
 
     def close(self) -> None:
         """Close every per-thread client; ``open()`` may be called again afterwards."""
