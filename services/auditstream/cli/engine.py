@@ -40,7 +40,8 @@ def engine_in_use(dsn: str) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        # flock also refuses this process's own engine (another open file): not "another process".
+        return not _locked_by_this_process(os.fstat(fd).st_ino)
     except OSError:
         return False
     else:
@@ -48,6 +49,26 @@ def engine_in_use(dsn: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _locked_by_this_process(inode: int) -> bool:
+    """True when /proc/locks says this process holds the flock on ``inode`` (Linux)."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return False
+    me = str(os.getpid())
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF": pid, then major:minor:inode.
+        if (
+            len(fields) >= 6
+            and fields[1] == "FLOCK"
+            and fields[4] == me
+            and fields[5].rsplit(":", 1)[-1] == str(inode)
+        ):
+            return True
+    return False
 
 
 def exit_if_engine_in_use(dsn: str, command: str) -> None:
