@@ -1,0 +1,54 @@
+"""The data of a Merkle leaf: the RFC 8785 (JCS) canonical JSON of a stored event.
+
+The event is ``row_to_event(row)``, exactly what the API serves, so a recipient of an
+export or an API answer can recompute the leaf from the JSON it holds: parse it,
+canonicalise it with any JCS implementation, hash it with the 0x00 prefix.
+
+JCS (I-JSON) has no integers beyond +-(2**53 - 1). ``changes`` is free JSON from the
+producer, so such a number can occur; the sealer must never stop on an event, so
+those integers are written as their decimal string. A verifier that parses the
+event with this module (``leaf_hash_of_event``) does the same.
+"""
+
+from __future__ import annotations
+
+__all__ = ["leaf_data", "leaf_hash_of_event", "leaf_hash_of_row"]
+
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+from auditstream.events.stored import row_to_event
+from auditstream.integrity.merkle import leaf_hash
+
+_MAX_INT = 2**53 - 1
+
+
+def _ijson(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_INT <= value <= _MAX_INT else str(value)
+    if isinstance(value, dict):
+        return {k: _ijson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ijson(v) for v in value]
+    return value
+
+
+def leaf_data(event: Mapping[str, Any]) -> bytes:
+    """Canonical JSON bytes of an event in the API's JSON shape."""
+    try:
+        return rfc8785.dumps(event)
+    except rfc8785.IntegerDomainError:
+        return rfc8785.dumps(_ijson(event))
+
+
+def leaf_hash_of_event(event: Mapping[str, Any]) -> bytes:
+    return leaf_hash(leaf_data(event))
+
+
+def leaf_hash_of_row(row: Mapping[str, Any]) -> bytes:
+    """The leaf hash of a stored row (``row_to_event`` of it)."""
+    return leaf_hash(leaf_data(row_to_event(row)))
