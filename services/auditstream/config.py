@@ -76,11 +76,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="At most one signed checkpoint per tenant this often (when it got events)."
     )
     checkpoint_key_path: Path | None = Field(
-        None, description="Ed25519 signer key (note format). Default: data_dir/checkpoint.key, made on first start."
+        None,
+        description="Ed25519 signer key (note format). Default: data_dir/checkpoint.key, made at start.",
     )
     checkpoint_key_name: str = Field("auditstream", description="Key name in notes; also the origin prefix.")
     checkpoint_dir: Path | None = Field(
-        None, description="Plain checkpoint files, one per tenant per day (WORM copies). Default: data_dir/checkpoints"
+        None,
+        description="Checkpoint files, one per tenant and day (WORM copies). Default: data_dir/checkpoints",
     )
 
     # --- logging -------------------------------------------------------------

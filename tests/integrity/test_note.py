@@ -21,10 +21,14 @@ from auditstream.integrity.note import (
 
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-GO_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
+GO_TEXT = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+)
 GO_NOTE = (
     GO_TEXT
-    + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+    + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2"
+    "pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 )
 # The example of the C2SP signed-note specification.
 SPEC_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
@@ -62,7 +66,8 @@ def test_checkpoint_round_trip_and_split() -> None:
     signer = Signer.generate("auditstream")
     cp = Checkpoint("auditstream/acme", 42, bytes(range(32)), ("time 2026-12-01T10:00:00.000Z", "prev abc="))
     assert cp.text().splitlines()[:2] == ["auditstream/acme", "42"]
-    notes = [sign_note(cp.text(), signer), sign_note(Checkpoint("auditstream/acme", 43, bytes(32)).text(), signer)]
+    second = Checkpoint("auditstream/acme", 43, bytes(32))
+    notes = [sign_note(cp.text(), signer), sign_note(second.text(), signer)]
     parsed = [Checkpoint.parse(open_note(n, signer.verifier)) for n in split_notes("".join(notes))]
     assert parsed[0] == cp and parsed[1].size == 43
     assert parsed[0].extension("prev") == "abc="
