@@ -22,12 +22,10 @@ from auditstream.integrity.note import (
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
 GO_TEXT = (
-    "If you think cryptography is the answer to your problem,\n"
-    "then you don't know what your problem is.\n"
+    "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
 )
 GO_NOTE = (
-    GO_TEXT
-    + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2"
+    GO_TEXT + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2"
     "pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 )
 # The example of the C2SP signed-note specification.
