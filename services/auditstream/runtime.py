@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from auditstream.config import Settings
+from auditstream.integrity.service import RunningSealer, start_sealer
 from auditstream.kafka_admin import ensure_topics, input_topic_configs
 from auditstream.processor.service import Processor
 from auditstream.store.store import Store
@@ -67,6 +68,7 @@ async def run_services(
     log.info("store open", extra={"dsn": _redact_dsn(settings.resolved_clickhouse_dsn)})
 
     proc: Processor | None = None
+    sealer: RunningSealer | None = None
     server: _Server | None = None
     serve_task: asyncio.Task[None] | None = None
     try:
@@ -78,6 +80,9 @@ async def run_services(
             )
             proc = Processor(settings, store)
             await proc.start()
+            if settings.sealer_enabled:
+                # A feed follower on its own thread: it reads what the processor stored.
+                sealer = start_sealer(settings, store)
         api_url = None
         # A processor alone still serves /healthz, /readyz and /metrics on the API port.
         if api or proc:
@@ -113,6 +118,8 @@ async def run_services(
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serve_task
+        if sealer:
+            await asyncio.to_thread(sealer.stop)
         if proc:
             await proc.stop()
         await asyncio.to_thread(store.close)
