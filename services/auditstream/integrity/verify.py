@@ -377,6 +377,11 @@ def verify_tenant(
     return report
 
 
+def _ingest_order(event: Mapping[str, Any]) -> tuple[str, int, int]:
+    ingest = event.get("ingest") or {}
+    return (str(event.get("received_at", "")), int(ingest.get("partition", 0)), int(ingest.get("offset", 0)))
+
+
 def verify_export(
     events: Sequence[Mapping[str, Any]],
     note: str,
@@ -388,7 +393,9 @@ def verify_export(
 
     With ``proofs`` (event id -> ``{"leaf_index", "audit_path": [base64...]}``), each
     event is checked for inclusion on its own; without, the file must be the whole log
-    up to the checkpoint, in leaf order, and its root is recomputed.
+    up to the checkpoint, and its root is recomputed over the events in ingest order:
+    ``(received_at, ingest.partition, ingest.offset)``, the order the sealer follows
+    (the feed's merge of partitions by received time).
     """
     report = Report(None, events=len(events))
     try:
@@ -407,7 +414,8 @@ def verify_export(
                 " proofs only a full-range file can be checked"
             )
             return report
-        if tree_root([leaf_hash_of_event(e) for e in events]) != cp.root:
+        ordered = sorted(events, key=_ingest_order)
+        if tree_root([leaf_hash_of_event(e) for e in ordered]) != cp.root:
             report.add(
                 Finding(
                     Kind.CHANGED,

@@ -1,0 +1,180 @@
+"""``auditstream checkpoint key|list`` and ``auditstream verify``: tamper evidence from the command line.
+
+``verify`` exits 0 when everything verified, 1 when tampering was found (each finding
+names the event id and leaf index or the checkpoint), 2 when it could not check
+(no checkpoint, no key, store unreachable, unreadable files).
+
+Online (``--tenant``) it reads the store directly, like ``reconcile``: on the embedded
+default (chDB) stop ``auditstream run`` first or use a ClickHouse server DSN. Pass the
+public key with ``--key`` from a copy kept away from the database (the key file on
+the same machine proves nothing against whoever controls that machine).
+
+Offline (``--export``) it needs only the export (NDJSON), a checkpoint note and the key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from auditstream.config import Settings
+
+EXIT_TAMPERED = 1
+EXIT_ERROR = 2
+
+app = typer.Typer(help="Signed checkpoints of the tenants' Merkle logs.", no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def _open_ledger(settings: Settings) -> Any:
+    from auditstream.integrity.ledger import Ledger
+    from auditstream.store.errors import StoreError
+    from auditstream.store.store import Store
+
+    store = Store(settings.resolved_clickhouse_dsn, settings.clickhouse_database, settings.retention_days)
+    try:
+        store.open()  # applies migrations, so the tables exist
+    except StoreError as exc:
+        hint = " (is 'auditstream run' using the embedded engine? stop it first)" if settings.embedded else ""
+        raise _fail(f"cannot open the store: {exc}{hint}") from None
+    store.close()
+    return Ledger(settings.resolved_clickhouse_dsn, settings.clickhouse_database)
+
+
+def _verifier(key: str | None, settings: Settings) -> Any:
+    from auditstream.integrity.keys import load_verifier
+    from auditstream.integrity.note import NoteError
+    from auditstream.integrity.service import public_key
+
+    try:
+        verifier = load_verifier(key) if key else public_key(settings)
+    except (NoteError, OSError) as exc:
+        raise _fail(f"--key: {exc}") from None
+    if verifier is None:
+        raise _fail(f"no --key given and no key file at {settings.resolved_checkpoint_key_path}")
+    return verifier
+
+
+@app.command("key")
+def key() -> None:
+    """Print the public (verifier) key checkpoints are signed with; creates the key if there is none."""
+    from auditstream.integrity.keys import load_or_create_signer
+
+    settings = Settings()
+    signer = load_or_create_signer(settings.resolved_checkpoint_key_path, settings.checkpoint_key_name)
+    typer.echo(str(signer.verifier))
+
+
+@app.command("list")
+def list_checkpoints(
+    tenant: Annotated[str, typer.Option(help="Tenant whose checkpoints to list.")],
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    notes: Annotated[bool, typer.Option("--notes", help="Print the signed notes themselves.")] = False,
+) -> None:
+    """The newest checkpoints of a tenant: tree size, time, root hash (or the notes)."""
+    import base64
+
+    ledger = _open_ledger(Settings())
+    try:
+        rows = ledger.checkpoints(tenant, limit=limit, latest_first=True)
+    finally:
+        ledger.close()
+    for row in rows:
+        if notes:
+            typer.echo(row.note)
+        else:
+            root = base64.b64encode(row.root_hash).decode()
+            typer.echo(f"{row.tree_size}\t{row.created_at:%Y-%m-%dT%H:%M:%S}Z\t{root}")
+
+
+def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None]:
+    """Events of an NDJSON export, and the proofs of its trailer line if it has one."""
+    events: list[dict[str, Any]] = []
+    proofs: dict[str, dict[str, Any]] | None = None
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                raise _fail(f"{path}: line {number} is not JSON") from None
+            if isinstance(item, dict) and "auditstream_proof" in item:
+                proofs = {p["event_id"]: p for p in item["auditstream_proof"]["leaves"]}
+                continue
+            events.append(item)
+    return events, proofs
+
+
+def verify(
+    tenant: Annotated[
+        str | None, typer.Option(help="Online: recompute this tenant's log from the store.")
+    ] = None,
+    export: Annotated[Path | None, typer.Option(help="Offline: an NDJSON export to verify.")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Offline: the checkpoint note file (the last note in it is used).")
+    ] = None,
+    proofs: Annotated[
+        Path | None, typer.Option(help="Offline: JSON lines of /v1/events/{id}/proof answers.")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Verifier key, or a file holding it.")] = None,
+    retention_days: Annotated[
+        int | None, typer.Option(help="Events older than this are 'expired by retention' (default setting).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Verify a tenant's log (online) or an export file (offline) against signed checkpoints."""
+    from auditstream.integrity.note import split_notes
+    from auditstream.integrity.service import origin
+    from auditstream.integrity.verify import verify_export, verify_tenant
+
+    settings = Settings()
+    if (tenant is None) == (export is None):
+        raise _fail("give either --tenant (online) or --export with --checkpoint (offline)")
+    verifier = _verifier(key, settings)
+    if tenant is not None:
+        ledger = _open_ledger(settings)
+        try:
+            report = verify_tenant(
+                ledger,
+                tenant,
+                verifier,
+                origin=origin(settings, tenant),
+                retention_days=retention_days or settings.retention_days,
+            )
+        except Exception as exc:
+            raise _fail(f"verification could not run: {type(exc).__name__}: {exc}") from None
+        finally:
+            ledger.close()
+    else:
+        assert export is not None
+        if checkpoint is None:
+            raise _fail("--export needs --checkpoint (a checkpoint note file)")
+        try:
+            notes = split_notes(checkpoint.read_text(encoding="utf-8"))
+            events, trailer = _read_events(export)
+            given = None
+            if proofs is not None:
+                given = {}
+                for line in proofs.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        p = json.loads(line)
+                        given[p["event_id"]] = p
+        except (OSError, ValueError, KeyError) as exc:
+            raise _fail(str(exc)) from None
+        if not notes:
+            raise _fail(f"{checkpoint}: no signed note in it")
+        report = verify_export(events, notes[-1], verifier, proofs=given or trailer)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        for line in report.lines():
+            typer.echo(line)
+    raise typer.Exit(report.exit_code)
