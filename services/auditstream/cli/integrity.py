@@ -94,23 +94,18 @@ def list_checkpoints(
             typer.echo(f"{row.tree_size}\t{row.created_at:%Y-%m-%dT%H:%M:%S}Z\t{root}")
 
 
-def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None]:
-    """Events of an NDJSON export, and the proofs of its trailer line if it has one."""
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """The events of an NDJSON export, one JSON object a line."""
     events: list[dict[str, Any]] = []
-    proofs: dict[str, dict[str, Any]] | None = None
     with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                events.append(json.loads(line))
             except ValueError:
                 raise _fail(f"{path}: line {number} is not JSON") from None
-            if isinstance(item, dict) and "auditstream_proof" in item:
-                proofs = {p["event_id"]: p for p in item["auditstream_proof"]["leaves"]}
-                continue
-            events.append(item)
-    return events, proofs
+    return events
 
 
 def verify(
@@ -159,7 +154,7 @@ def verify(
             raise _fail("--export needs --checkpoint (a checkpoint note file)")
         try:
             notes = split_notes(checkpoint.read_text(encoding="utf-8"))
-            events, trailer = _read_events(export)
+            events = _read_events(export)
             given = None
             if proofs is not None:
                 given = {}
@@ -171,7 +166,7 @@ def verify(
             raise _fail(str(exc)) from None
         if not notes:
             raise _fail(f"{checkpoint}: no signed note in it")
-        report = verify_export(events, notes[-1], verifier, proofs=given or trailer)
+        report = verify_export(events, notes[-1], verifier, proofs=given)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
