@@ -143,3 +143,33 @@ def test_full_export_verifies_offline(client: TestClient, tokens: dict[str, str]
     assert verify_export(in_leaf_order, note, verifier).exit_code == 0
     in_leaf_order[3] = dict(in_leaf_order[3], actor={"id": "mallory", "type": "user"})
     assert verify_export(in_leaf_order, note, verifier).exit_code == 1
+
+
+def test_export_with_proof_line_verifies_alone(
+    client: TestClient, tokens: dict[str, str], sealed: list[str], tmp_path, settings: Settings
+) -> None:
+    from typer.testing import CliRunner
+
+    from auditstream.cli.main import app
+
+    h = auth(tokens, f"{A}:exporter")
+    params = {"format": "ndjson", "since": (NOW - timedelta(hours=1)).isoformat(), "actor": ["u2", "u9"]}
+    plain = client.get("/v1/export", params=params, headers=h)
+    proved = client.get("/v1/export", params={**params, "include_proof": "true"}, headers=h)
+    assert proved.content.startswith(plain.content)  # the default export is unchanged
+    trailer = orjson.loads(proved.content[len(plain.content) :])["auditstream_proof"]
+    assert sorted(leaf["leaf_index"] for leaf in trailer["leaves"]) == [2, 9]
+    key = client.get("/v1/checkpoints/key", headers=h).json()["key"]
+    assert trailer["key"] == key
+
+    path = tmp_path / "received-by-email.ndjson"
+    path.write_bytes(proved.content)
+    env = {"AUDITSTREAM_DATA_DIR": str(tmp_path / "elsewhere")}
+    ok = CliRunner().invoke(app, ["verify", "--export", str(path), "--key", key], env=env)
+    assert ok.exit_code == 0, ok.output
+    path.write_bytes(proved.content.replace(b'"u9"', b'"u8"', 1))
+    bad = CliRunner().invoke(app, ["verify", "--export", str(path), "--key", key], env=env)
+    assert bad.exit_code == 1 and "(leaf 9) does not verify" in bad.output
+
+    csv = client.get("/v1/export", params={**params, "format": "csv", "include_proof": "true"}, headers=h)
+    assert csv.status_code == 400 and csv.json()["error"]["field"] == "include_proof"

@@ -10,6 +10,7 @@ from auditstream.integrity.merkle import (
     EMPTY_ROOT,
     Frontier,
     ProofError,
+    TreeLevels,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -152,3 +153,12 @@ def test_reference_consistency_proofs(old: int, new: int, path: str) -> None:
     proof = consistency_proof(leaves, old, new)
     assert [p.hex() for p in proof] == [_H[c] for c in path]
     verify_consistency(old, new, bytes.fromhex(RFC_ROOTS[old - 1]), bytes.fromhex(RFC_ROOTS[new - 1]), proof)
+
+
+def test_tree_levels_give_the_same_proofs() -> None:
+    for n in range(1, 70):
+        leaves = _leaves(n)
+        levels = TreeLevels(leaves)
+        assert levels.root() == tree_root(leaves)
+        assert all(levels.inclusion_proof(i) == inclusion_proof(leaves, i) for i in range(n))
+    assert TreeLevels([]).root() == EMPTY_ROOT

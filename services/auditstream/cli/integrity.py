@@ -94,18 +94,28 @@ def list_checkpoints(
             typer.echo(f"{row.tree_size}\t{row.created_at:%Y-%m-%dT%H:%M:%S}Z\t{root}")
 
 
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    """The events of an NDJSON export, one JSON object a line."""
+def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None, str | None]:
+    """Events of an NDJSON export; the proofs and the checkpoint note of its proof line, if any."""
+    from auditstream.integrity.bundle import TRAILER_KEY
+
     events: list[dict[str, Any]] = []
+    proofs: dict[str, dict[str, Any]] | None = None
+    note: str | None = None
     with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                events.append(json.loads(line))
+                item = json.loads(line)
             except ValueError:
                 raise _fail(f"{path}: line {number} is not JSON") from None
-    return events
+            if isinstance(item, dict) and TRAILER_KEY in item:
+                trailer = item[TRAILER_KEY]
+                proofs = {p["event_id"]: p for p in trailer.get("leaves", [])}
+                note = trailer.get("checkpoint")
+                continue
+            events.append(item)
+    return events, proofs, note
 
 
 def verify(
@@ -114,7 +124,8 @@ def verify(
     ] = None,
     export: Annotated[Path | None, typer.Option(help="Offline: an NDJSON export to verify.")] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Offline: the checkpoint note file (the last note in it is used).")
+        Path | None,
+        typer.Option(help="Offline: checkpoint note file (its last note); default: the export's proof line."),
     ] = None,
     proofs: Annotated[
         Path | None, typer.Option(help="Offline: JSON lines of /v1/events/{id}/proof answers.")
@@ -150,11 +161,16 @@ def verify(
             ledger.close()
     else:
         assert export is not None
-        if checkpoint is None:
-            raise _fail("--export needs --checkpoint (a checkpoint note file)")
         try:
-            notes = split_notes(checkpoint.read_text(encoding="utf-8"))
-            events = _read_events(export)
+            events, trailer, trailer_note = _read_events(export)
+            if checkpoint is not None:
+                notes = split_notes(checkpoint.read_text(encoding="utf-8"))
+            elif trailer_note:
+                notes = [trailer_note]  # the signature, checked with --key, is what counts
+            else:
+                raise _fail(
+                    "--export needs --checkpoint (a checkpoint note file) or an export with its proof line"
+                )
             given = None
             if proofs is not None:
                 given = {}
@@ -166,7 +182,7 @@ def verify(
             raise _fail(str(exc)) from None
         if not notes:
             raise _fail(f"{checkpoint}: no signed note in it")
-        report = verify_export(events, notes[-1], verifier, proofs=given)
+        report = verify_export(events, notes[-1], verifier, proofs=given if given is not None else trailer)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:

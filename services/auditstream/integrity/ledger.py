@@ -140,6 +140,22 @@ class Ledger:
             for r in rows:
                 yield LeafRow(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5])
 
+    def leaves_matching(
+        self, tenant_id: str, size: int, where: str, params: dict[str, Any]
+    ) -> list[tuple[int, UUID]]:
+        """(leaf index, event id) below ``size`` of the events ``audit_events`` has for ``where``.
+
+        ``where``/``params`` come from ``store.filters.build_where`` (an export's filter).
+        """
+        rows = self._query(
+            f"SELECT leaf_index, event_id FROM {self.database}.merkle_leaves"  # noqa: S608
+            " WHERE tenant_id = {lm_tenant:String} AND leaf_index < {lm_size:UInt64}"
+            f" AND event_id IN (SELECT event_id FROM {self.database}.audit_events WHERE {where})"
+            " ORDER BY leaf_index",
+            {**params, "lm_tenant": tenant_id, "lm_size": size},
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
     def leaf_hashes(self, tenant_id: str, size: int) -> list[bytes]:
         """The first ``size`` leaf hashes, one per index (what proofs are computed from)."""
         out: list[bytes] = []

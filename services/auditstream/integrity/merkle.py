@@ -19,6 +19,7 @@ __all__ = [
     "HASH_SIZE",
     "Frontier",
     "ProofError",
+    "TreeLevels",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
@@ -88,6 +89,46 @@ class Frontier:
 
     def copy(self) -> Frontier:
         return Frontier(self.size, self.hashes)
+
+
+class TreeLevels:
+    """Every node of a tree of ``len(leaves)`` leaves, level by level: O(n) to build, O(log n) a proof.
+
+    Level ``l`` holds the roots of the aligned ranges ``[j*2**l, (j+1)*2**l)`` clipped
+    to the size; a range with no right half is its left half (promoted), which is
+    exactly RFC 9162's split at the largest power of two. For many proofs against one
+    tree (an export's trailer) instead of ``inclusion_proof``'s O(n) each.
+    """
+
+    __slots__ = ("levels",)
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        levels = [list(leaves)]
+        while len(levels[-1]) > 1:
+            below = levels[-1]
+            above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+            if len(below) % 2:
+                above.append(below[-1])
+            levels.append(above)
+        self.levels = levels
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0])
+
+    def root(self) -> bytes:
+        return self.levels[-1][0] if self.levels[0] else EMPTY_ROOT
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        if not 0 <= index < self.size:
+            raise ProofError(f"leaf index {index} is not in a tree of size {self.size}")
+        path = []
+        for level in self.levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            index >>= 1
+        return path
 
 
 def tree_root(leaves: Sequence[bytes], start: int = 0, end: int | None = None) -> bytes:

@@ -27,7 +27,7 @@ from auditstream.integrity.ledger import CheckpointRow, Ledger
 from auditstream.integrity.merkle import consistency_proof, inclusion_proof
 from auditstream.integrity.service import origin, public_key
 
-__all__ = ["router"]
+__all__ = ["LedgerDep", "router"]
 
 router = APIRouter(prefix="/v1", tags=["integrity"])
 
