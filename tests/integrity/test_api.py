@@ -173,3 +173,23 @@ def test_export_with_proof_line_verifies_alone(
 
     csv = client.get("/v1/export", params={**params, "format": "csv", "include_proof": "true"}, headers=h)
     assert csv.status_code == 400 and csv.json()["error"]["field"] == "include_proof"
+
+
+def test_query_verify_checks_printed_events(
+    client: TestClient, tokens: dict[str, str], sealed: list[str]
+) -> None:
+    from auditstream.cli.integrity import verify_printed
+
+    h = auth(tokens, f"{A}:reader")
+    key = client.get("/v1/checkpoints/key", headers=h).json()["key"]
+    events = [client.get(f"/v1/events/{eid}", headers=h).json() for eid in sealed[:4]]
+    events = [e.get("data", e) for e in events]
+    saved = dict(client.headers)
+    client.headers.update(h)
+    try:
+        assert verify_printed(client, events, key, None) == 0
+        events[1] = dict(events[1], outcome="failure")
+        assert verify_printed(client, events, key, None) == 1
+    finally:
+        client.headers.clear()
+        client.headers.update(saved)

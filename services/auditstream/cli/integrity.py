@@ -189,3 +189,47 @@ def verify(
         for line in report.lines():
             typer.echo(line)
     raise typer.Exit(report.exit_code)
+
+
+def verify_printed(client: Any, events: list[dict[str, Any]], key: str | None, tenant: str | None) -> int:
+    """``auditstream query --verify``: check each printed event's inclusion proof; an exit code.
+
+    ``client`` is the query command's authenticated httpx client. Results go to stderr,
+    one line per event that does not verify and a summary; 1 when one fails.
+    """
+    import base64
+
+    from auditstream.integrity.canonical import leaf_hash_of_event
+    from auditstream.integrity.merkle import ProofError, verify_inclusion
+    from auditstream.integrity.note import Checkpoint, NoteError, Verifier, open_note
+
+    params = {"tenant": tenant} if tenant else {}
+    try:
+        verifier = Verifier.parse(key) if key else None
+    except NoteError as exc:
+        raise _fail(f"--key: {exc}") from None
+    if verifier is None:
+        r = client.get("/v1/checkpoints/key", params=params)
+        if r.status_code != 200:
+            raise _fail("the server has no checkpoint key yet")
+        verifier = Verifier.parse(r.json()["key"])
+        typer.echo(f"note: key {verifier} taken from the server; pass --key to check independently", err=True)
+    verified = unsealed = failed = 0
+    for event in events:
+        eid = event.get("event_id")
+        r = client.get(f"/v1/events/{eid}/proof", params=params)
+        if r.status_code == 404:
+            unsealed += 1
+            continue
+        try:
+            r.raise_for_status()
+            proof = r.json()
+            cp = Checkpoint.parse(open_note(proof["checkpoint"]["note"], verifier))
+            path = [base64.b64decode(p) for p in proof["audit_path"]]
+            verify_inclusion(int(proof["leaf_index"]), cp.size, leaf_hash_of_event(event), path, cp.root)
+            verified += 1
+        except (ProofError, NoteError, KeyError, ValueError) as exc:
+            failed += 1
+            typer.echo(f"TAMPERED: event {eid}: {exc}", err=True)
+    typer.echo(f"verify: {verified} verified, {failed} failed, {unsealed} not sealed yet", err=True)
+    return 1 if failed else 0
