@@ -15,7 +15,7 @@ from auditstream.integrity.merkle import (
 )
 from auditstream.integrity.note import Checkpoint, Signer, open_note, sign_note, split_notes
 from auditstream.integrity.sealer import Sealer, checkpoint_file
-from auditstream.integrity.verify import Kind
+from auditstream.integrity.verify import Kind, verify_tenant
 from tests.integrity.conftest import check, seal, seed, sql
 from tests.store.conftest import build_row
 
@@ -208,3 +208,38 @@ def test_exactly_once_across_restart_and_replay(
     assert ledger.tree_position(tenant)[0] == 8
     cp = ledger.checkpoints(tenant)
     assert [c.tree_size for c in cp] == [8]
+
+
+def test_since_rehashes_only_newer_events_but_checks_presence(sealer: Sealer, tenant: str, insider) -> None:
+    rows = _sealed_log(sealer, tenant)
+    first, second = sealer.ledger.checkpoints(tenant)
+    since = first.created_at + (second.created_at - first.created_at) / 2
+    if second.created_at == first.created_at:
+        pytest.skip("both checkpoints in the same millisecond")
+    db = sealer.store.database
+    for victim in (rows[2][0], rows[12][0]):
+        sql(
+            insider,
+            f"ALTER TABLE {db}.audit_events UPDATE reason = 'x'"
+            " WHERE tenant_id = {t:String} AND event_id = {id:UUID}",
+            t=tenant,
+            id=victim,
+        )
+    sql(
+        insider,
+        f"ALTER TABLE {db}.audit_events DELETE WHERE tenant_id = {{t:String}} AND kafka_offset = 5",
+        t=tenant,
+    )
+    full = check(sealer, tenant)
+    assert sorted(f.leaf_index for f in full.of(Kind.CHANGED)) == [2, 12]
+    recent = verify_tenant(
+        sealer.ledger,
+        tenant,
+        sealer.signer.verifier,
+        origin=sealer.origin(tenant),
+        retention_days=3650,
+        since=since,
+    )
+    assert [f.leaf_index for f in recent.of(Kind.CHANGED)] == [12]
+    assert [f.leaf_index for f in recent.of(Kind.MISSING)] == [5]  # presence is still checked
+    assert recent.of(Kind.UNCHECKED)

@@ -134,6 +134,10 @@ def verify(
     retention_days: Annotated[
         int | None, typer.Option(help="Events older than this are 'expired by retention' (default setting).")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Online: re-hash only events sealed after the last checkpoint before this time."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Verify a tenant's log (online) or an export file (offline) against signed checkpoints."""
@@ -146,6 +150,14 @@ def verify(
         raise _fail("give either --tenant (online) or --export with --checkpoint (offline)")
     verifier = _verifier(key, settings)
     if tenant is not None:
+        from datetime import UTC, datetime
+
+        from auditstream.api.timeparse import parse_time
+
+        try:
+            since_at = parse_time(since, now=datetime.now(UTC)) if since else None
+        except ValueError as exc:
+            raise _fail(f"--since: {exc}") from None
         ledger = _open_ledger(settings)
         try:
             report = verify_tenant(
@@ -154,6 +166,7 @@ def verify(
                 verifier,
                 origin=origin(settings, tenant),
                 retention_days=retention_days or settings.retention_days,
+                since=since_at,
             )
         except Exception as exc:
             raise _fail(f"verification could not run: {type(exc).__name__}: {exc}") from None
