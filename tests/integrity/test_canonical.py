@@ -68,3 +68,26 @@ def test_a_stored_event() -> None:
     assert leaf_data(event) == rfc8785.dumps(event)  # a float: the reference path
     del event["changes"]
     assert leaf_data(event) == rfc8785.dumps(event)  # the fast path
+
+
+def test_row_fast_path_matches_the_reference() -> None:
+    import hashlib
+
+    from auditstream.integrity.canonical import leaf_hash_of_row
+
+    cases = [
+        {},
+        {"details": {"ü": "x", "\U0001f600": "y", "\ue000": "z"}},
+        {"changes": '{"before": {"n": 1.5}}'},
+        {"changes": '{"after": {"big": 12345678901234567890}}'},
+        {"changes": '[{"é": [true, null, "\\u2028"]}]', "reason": "line\nbreak", "actor_name": "Zoë"},
+    ]
+    for values in cases:
+        row = dict(zip(COLUMNS, build_row(**values), strict=True))
+        event = row_to_event(row)
+        if "big" in values.get("changes", ""):
+            reference = leaf_data(event)  # beyond I-JSON: the documented string fallback
+            assert b'"big":"12345678901234567890"' in reference
+        else:
+            reference = rfc8785.dumps(event)
+        assert leaf_hash_of_row(row) == hashlib.sha256(b"\x00" + reference).digest(), values
