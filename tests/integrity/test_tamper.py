@@ -243,3 +243,41 @@ def test_since_rehashes_only_newer_events_but_checks_presence(sealer: Sealer, te
     assert [f.leaf_index for f in recent.of(Kind.CHANGED)] == [12]
     assert [f.leaf_index for f in recent.of(Kind.MISSING)] == [5]  # presence is still checked
     assert recent.of(Kind.UNCHECKED)
+
+
+def test_history_resigned_with_the_key_is_caught_by_the_kept_copies(
+    sealer: Sealer, tenant: str, insider
+) -> None:
+    rows = _sealed_log(sealer, tenant)
+    db = sealer.store.database
+    # The worst insider: database access AND the signing key. Change an event, fix its leaf,
+    # drop the checkpoints and sign a new history.
+    sql(
+        insider,
+        f"ALTER TABLE {db}.audit_events UPDATE actor_id = 'mallory' WHERE tenant_id = {{t:String}}"
+        " AND event_id = {id:UUID}",
+        t=tenant,
+        id=rows[3][0],
+    )
+    forged = leaf_hash_of_row(sealer.store.get_event(tenant, rows[3][0]))
+    sql(
+        insider,
+        f"ALTER TABLE {db}.merkle_leaves UPDATE leaf_hash = unhex({{h:String}})"
+        " WHERE tenant_id = {t:String} AND leaf_index = 3",
+        t=tenant,
+        h=forged.hex(),
+    )
+    sql(insider, f"ALTER TABLE {db}.checkpoints DELETE WHERE tenant_id = {{t:String}}", t=tenant)
+    Sealer(sealer.store, sealer.ledger, sealer.signer).checkpoint(tenant, force=True)
+    assert check(sealer, tenant).exit_code == 0  # the database alone cannot tell (see README)
+    kept = split_notes(checkpoint_file(sealer.checkpoint_dir, tenant, datetime.now(UTC)).read_text())
+    report = verify_tenant(
+        sealer.ledger,
+        tenant,
+        sealer.signer.verifier,
+        origin=sealer.origin(tenant),
+        retention_days=3650,
+        copies=kept,
+    )
+    assert report.exit_code == 1
+    assert sorted(f.checkpoint_size for f in report.of(Kind.CHECKPOINT_MISMATCH)) == [10, 10, 15, 15]

@@ -138,6 +138,13 @@ def verify(
         str | None,
         typer.Option(help="Online: re-hash only events sealed after the last checkpoint before this time."),
     ] = None,
+    copies: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--copies",
+            help="Online: checkpoint files kept outside the database (WORM); repeat or give folders.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Verify a tenant's log (online) or an export file (offline) against signed checkpoints."""
@@ -158,6 +165,14 @@ def verify(
             since_at = parse_time(since, now=datetime.now(UTC)) if since else None
         except ValueError as exc:
             raise _fail(f"--since: {exc}") from None
+        kept: list[str] = []
+        try:
+            for path in copies or []:
+                files = sorted(path.rglob("*.notes")) if path.is_dir() else [path]
+                for file in files:
+                    kept += split_notes(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise _fail(f"--copies: {exc}") from None
         ledger = _open_ledger(settings)
         try:
             report = verify_tenant(
@@ -167,6 +182,7 @@ def verify(
                 origin=origin(settings, tenant),
                 retention_days=retention_days or settings.retention_days,
                 since=since_at,
+                copies=kept,
             )
         except Exception as exc:
             raise _fail(f"verification could not run: {type(exc).__name__}: {exc}") from None

@@ -221,8 +221,13 @@ def verify_tenant(
     now: datetime | None = None,
     table: str = "audit_events",
     since: datetime | None = None,
+    copies: Sequence[str] = (),
 ) -> Report:
     """Recompute the tenant's log from what is stored and check it against every checkpoint.
+
+    ``copies`` are signed notes kept outside the database (the daily WORM files): each
+    must be in the ``checkpoints`` table unchanged, and its root must match the stored
+    leaves too. That catches a history rewritten and re-signed by someone holding the key.
 
     ``since`` skips re-hashing the events that the last checkpoint signed before it
     already covered (the expensive part); signatures, the chain, every root and the
@@ -251,6 +256,26 @@ def verify_tenant(
     occurred: list[datetime] = []
     frontier = Frontier()
     by_size = {cp.size: cp for cp in trusted}
+    stored_notes = {row.note for row in rows}
+    for note in copies:
+        try:
+            kept = Checkpoint.parse(open_note(note, verifier))
+        except NoteError as exc:
+            report.add(Finding(Kind.BAD_SIGNATURE, f"a kept copy of a checkpoint does not verify: {exc}"))
+            continue
+        if kept.origin != origin or note in stored_notes:
+            continue
+        stored = by_size.get(kept.size)
+        what = "differs from the one in the database" if stored else "is missing from the database"
+        report.add(
+            Finding(
+                Kind.CHECKPOINT_MISMATCH,
+                f"checkpoint at tree size {kept.size} kept outside the database {what}: history rewritten",
+                checkpoint_size=kept.size,
+            )
+        )
+        if stored is None or stored.root != kept.root:
+            by_size[kept.size] = kept  # the kept root is the one the stored leaves must give
     prev_size = 0
     for leaf in ledger.iter_leaves(tenant_id, 0, size):
         if leaf.leaf_index < len(hashes):
