@@ -193,3 +193,22 @@ def test_query_verify_checks_printed_events(
     finally:
         client.headers.clear()
         client.headers.update(saved)
+
+
+def test_damaged_log_answers_409_not_500(
+    client: TestClient, tokens: dict[str, str], sealed: list[str], store: Store
+) -> None:
+    from auditstream.store.client import create_client
+
+    insider = create_client(store.dsn)
+    try:
+        insider.command(
+            f"ALTER TABLE {store.database}.merkle_leaves DELETE"
+            " WHERE tenant_id = {t:String} AND leaf_index >= 10",
+            parameters={"t": A},
+            settings={"mutations_sync": 2},
+        )
+    finally:
+        insider.close()
+    r = client.get(f"/v1/events/{sealed[0]}/proof", headers=auth(tokens, f"{A}:reader"))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "log_damaged"

@@ -16,7 +16,7 @@ import base64
 
 import orjson
 
-from auditstream.integrity.ledger import Ledger
+from auditstream.integrity.ledger import LeavesMissing, Ledger
 from auditstream.integrity.merkle import TreeLevels
 from auditstream.store.filters import EventFilter, build_where
 
@@ -31,7 +31,12 @@ def proof_trailer(ledger: Ledger, f: EventFilter, *, key: str | None) -> bytes:
         cp = latest[0]
         where, params = build_where(f)
         matching = ledger.leaves_matching(f.tenant_id, cp.tree_size, where, params)
-        levels = TreeLevels(ledger.leaf_hashes(f.tenant_id, cp.tree_size)) if matching else None
+        try:
+            levels = TreeLevels(ledger.leaf_hashes(f.tenant_id, cp.tree_size)) if matching else None
+        except LeavesMissing as exc:
+            # The events are already sent: say why there are no proofs rather than cut the file.
+            body.update(checkpoint=cp.note, tree_size=cp.tree_size, error=f"log damaged: {exc}")
+            return orjson.dumps({TRAILER_KEY: body}) + b"\n"
         body.update(
             checkpoint=cp.note,
             tree_size=cp.tree_size,

@@ -8,7 +8,7 @@ database name is the store's validated identifier.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointRow", "LeafRow", "Ledger"]
+__all__ = ["CheckpointRow", "LeafRow", "LeavesMissing", "Ledger"]
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +21,10 @@ from auditstream.store.client import ClientPool, validate_identifier
 from auditstream.store.errors import StoreError, classify
 
 _EVENT_COLUMNS = ", ".join(COLUMNS)
+
+
+class LeavesMissing(StoreError):
+    """Leaf rows a checkpoint covers are not stored: the log was damaged (``verify`` says how)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +167,9 @@ class Ledger:
             if leaf.leaf_index == len(out):
                 out.append(leaf.leaf_hash)
         if len(out) != size:
-            raise StoreError(f"the leaves of tenant {tenant_id} stop at {len(out)}, below tree size {size}")
+            raise LeavesMissing(
+                f"the leaves of tenant {tenant_id} stop at {len(out)}, below tree size {size}"
+            )
         return out
 
     # --- checkpoints --------------------------------------------------------------

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from auditstream.api.deps import ReaderKey, SettingsDep, StoreDep, TenantDep
-from auditstream.api.errors import BadRequest, NotFound
+from auditstream.api.errors import ApiError, BadRequest, NotFound
 from auditstream.api.routes.events import json_response
 from auditstream.api.schemas import ERROR_RESPONSES
-from auditstream.integrity.ledger import CheckpointRow, Ledger
+from auditstream.integrity.ledger import CheckpointRow, LeavesMissing, Ledger
 from auditstream.integrity.merkle import consistency_proof, inclusion_proof
 from auditstream.integrity.service import origin, public_key
 
@@ -40,6 +40,20 @@ async def get_ledger(request: Request, store: StoreDep) -> Ledger:
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+class LogDamaged(ApiError):
+    """409: a proof cannot be computed because stored leaves are gone (tampering or a bad restore)."""
+
+    status_code = 409
+    code = "log_damaged"
+
+
+def _leaf_hashes(ledger: Ledger, tenant: str, size: int) -> list[bytes]:
+    try:
+        return ledger.leaf_hashes(tenant, size)
+    except LeavesMissing as exc:
+        raise LogDamaged(f"{exc}; run 'auditstream verify --tenant {tenant}' to see what changed") from None
 
 
 def _b64(value: bytes) -> str:
@@ -119,7 +133,7 @@ def consistency(
     if from_size > new.tree_size:
         raise BadRequest("from: must not be larger than to", field="from")
     old = _pick(ledger, tenant, from_size, "from") if from_size else None
-    leaves = ledger.leaf_hashes(tenant, new.tree_size)
+    leaves = _leaf_hashes(ledger, tenant, new.tree_size)
     return json_response(
         {
             "from": _checkpoint(old) if old else {"tree_size": 0},
@@ -156,7 +170,7 @@ def event_proof(
             " use a later one",
             field="checkpoint",
         )
-    leaves = ledger.leaf_hashes(tenant, cp.tree_size)
+    leaves = _leaf_hashes(ledger, tenant, cp.tree_size)
     return json_response(
         {
             "event_id": str(eid),
