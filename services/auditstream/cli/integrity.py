@@ -111,6 +111,8 @@ def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, 
                 raise _fail(f"{path}: line {number} is not JSON") from None
             if isinstance(item, dict) and TRAILER_KEY in item:
                 trailer = item[TRAILER_KEY]
+                if trailer.get("error"):
+                    typer.echo(f"the server could not add proofs: {trailer['error']}", err=True)
                 proofs = {p["event_id"]: p for p in trailer.get("leaves", [])}
                 note = trailer.get("checkpoint")
                 continue
