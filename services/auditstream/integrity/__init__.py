@@ -3,5 +3,6 @@
 Modules, each with one job: ``merkle`` (hashing, proofs), ``canonical`` (leaf data),
 ``note`` (C2SP signed notes and checkpoints), ``keys`` (the signing key), ``ledger``
 (the ClickHouse tables), ``sealer`` (the feed follower that appends leaves and signs
-checkpoints), ``verify`` (online and offline verification), ``service`` (wiring).
+checkpoints), ``verify`` (online and offline verification), ``bundle`` (the proof line of an export),
+``service`` (wiring from settings).
 """
