@@ -35,6 +35,7 @@ class LeafRow:
     partition: int
     offset: int
     occurred_at: datetime
+    sealed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,8 @@ class Ledger:
 
     def leaf_of(self, tenant_id: str, event_id: UUID) -> LeafRow | None:
         rows = self._query(
-            "SELECT leaf_index, leaf_hash, event_id, kafka_partition, kafka_offset, occurred_at"  # noqa: S608
+            "SELECT leaf_index, leaf_hash, event_id, kafka_partition, kafka_offset,"  # noqa: S608
+            " occurred_at, sealed_at"
             f" FROM {self.database}.merkle_leaves WHERE tenant_id = {{t:String}} AND event_id = {{id:UUID}}"
             " ORDER BY leaf_index LIMIT 1",
             {"t": tenant_id, "id": event_id},
@@ -136,13 +138,14 @@ class Ledger:
         """
         for position in range(start, end, chunk):
             rows = self._query(
-                "SELECT leaf_index, leaf_hash, event_id, kafka_partition, kafka_offset, occurred_at"  # noqa: S608
+                "SELECT leaf_index, leaf_hash, event_id, kafka_partition, kafka_offset,"  # noqa: S608
+                " occurred_at, sealed_at"
                 f" FROM {self.database}.merkle_leaves WHERE tenant_id = {{t:String}}"
                 " AND leaf_index >= {a:UInt64} AND leaf_index < {b:UInt64} ORDER BY leaf_index",
                 {"t": tenant_id, "a": position, "b": min(position + chunk, end)},
             )
             for r in rows:
-                yield LeafRow(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5])
+                yield LeafRow(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], r[6])
 
     def leaves_matching(
         self, tenant_id: str, size: int, where: str, params: dict[str, Any]

@@ -254,6 +254,7 @@ def verify_tenant(
     positions: list[tuple[int, int]] = []
     leaf_ids: list[str] = []
     occurred: list[datetime] = []
+    sealed_times: list[datetime] = []
     frontier = Frontier()
     by_size = {cp.size: cp for cp in trusted}
     stored_notes = {row.note for row in rows}
@@ -308,6 +309,7 @@ def verify_tenant(
         positions.append((leaf.partition, leaf.offset))
         leaf_ids.append(str(leaf.event_id))
         occurred.append(leaf.occurred_at)
+        sealed_times.append(leaf.sealed_at)
         frontier.append(leaf.leaf_hash)
         cp = by_size.get(frontier.size)
         if cp is not None:
@@ -378,9 +380,17 @@ def verify_tenant(
                     )
                 )
                 continue
+        hint = ""
+        if row["received_at"] > sealed_times[index]:
+            # Stored again after it was sealed: a re-delivered batch that replaced the first
+            # copy (what first-write-wins prevents), or a forger's insert.
+            hint = " (stored again after sealing: its received_at is later than its seal time)"
         report.add(
             Finding(
-                Kind.CHANGED, f"event {eid} (leaf {index}) was changed after it was sealed", index, str(eid)
+                Kind.CHANGED,
+                f"event {eid} (leaf {index}) was changed after it was sealed{hint}",
+                index,
+                str(eid),
             )
         )
 
