@@ -116,6 +116,21 @@ class Settings(BaseSettings):
         parse_networks(entries)  # refuse a typo at start-up, naming it
         return [e.strip() for e in entries if e.strip()]
 
+    # --- tamper evidence (integrity/) -----------------------------------------
+    sealer_enabled: bool = Field(True, description="Run the Merkle sealer next to the processor.")
+    checkpoint_seconds: float = Field(
+        60.0, gt=0, description="At most one signed checkpoint per tenant this often (when it got events)."
+    )
+    checkpoint_key_path: Path | None = Field(
+        None,
+        description="Ed25519 signer key (note format). Default: data_dir/checkpoint.key, made at start.",
+    )
+    checkpoint_key_name: str = Field("auditstream", description="Key name in notes; also the origin prefix.")
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="Checkpoint files, one per tenant and day (WORM copies). Default: data_dir/checkpoints",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
@@ -148,6 +163,14 @@ class Settings(BaseSettings):
         if folder.startswith("/"):
             private_dir(folder)
         return self.data_dir
+
+    @cached_property
+    def resolved_checkpoint_key_path(self) -> Path:
+        return self.checkpoint_key_path or self.data_dir / "checkpoint.key"
+
+    @cached_property
+    def resolved_checkpoint_dir(self) -> Path:
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
 
     @property
     def embedded(self) -> bool:

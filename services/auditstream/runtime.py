@@ -18,6 +18,7 @@ import uvicorn
 
 from auditstream.config import Settings
 from auditstream.kafka_admin import ensure_pipeline_topics
+from auditstream.integrity.service import RunningSealer, start_sealer
 from auditstream.processor.service import Processor
 from auditstream.store.store import Store
 
@@ -67,6 +68,7 @@ async def run_services(
     log.info("store open", extra={"dsn": _redact_dsn(settings.resolved_clickhouse_dsn)})
 
     proc: Processor | None = None
+    sealer: RunningSealer | None = None
     server: _Server | None = None
     serve_task: asyncio.Task[None] | None = None
     try:
@@ -74,6 +76,9 @@ async def run_services(
             await ensure_pipeline_topics(settings)
             proc = Processor(settings, store)
             await proc.start()
+            if settings.sealer_enabled:
+                # A feed follower on its own thread: it reads what the processor stored.
+                sealer = start_sealer(settings, store)
         api_url = None
         # A processor alone still serves /healthz, /readyz and /metrics on the API port.
         if api or proc:
@@ -112,6 +117,8 @@ async def run_services(
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serve_task
+        if sealer:
+            await asyncio.to_thread(sealer.stop)
         if proc:
             await proc.stop()
         await asyncio.to_thread(store.close)

@@ -153,6 +153,12 @@ def query(
     order: Annotated[str, typer.Option(help="desc (newest first) or asc.")] = "desc",
     limit: Annotated[int, typer.Option(min=1, help="At most this many events (follows pages).")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check each event's inclusion proof against a signed checkpoint.")
+    ] = False,
+    key: Annotated[
+        str | None, typer.Option(help="With --verify: the verifier key (default: the server's, less proof).")
+    ] = None,
 ) -> None:
     """Query events (GET /v1/events) and print a table, or NDJSON with --json."""
     url = _api_url(url)
@@ -161,15 +167,26 @@ def query(
     if tenant:
         params["tenant"] = tenant
     shown = 0
+    printed: list[dict[str, Any]] | None = [] if verify else None
+    code = 0
     try:
-        shown = _query_pages(url, params, limit, as_json)
+        shown = _query_pages(url, params, limit, as_json, printed)
+        if printed is not None:
+            from auditstream.cli.integrity import verify_printed
+
+            with _client(url) as client:
+                code = verify_printed(client, printed, key, tenant)
     except httpx.HTTPError as exc:
         _unreachable(url, exc)
     if not as_json:
         typer.echo(f"{shown} event(s)", err=True)
+    if printed is not None and code:
+        raise typer.Exit(code)
 
 
-def _query_pages(url: str, params: dict[str, Any], limit: int, as_json: bool) -> int:
+def _query_pages(
+    url: str, params: dict[str, Any], limit: int, as_json: bool, printed: list[dict[str, Any]] | None = None
+) -> int:
     shown = 0
     cursor: str | None = None
     with _client(url) as client:
@@ -186,6 +203,8 @@ def _query_pages(url: str, params: dict[str, Any], limit: int, as_json: bool) ->
             page = r.json()
             for event in page["data"]:
                 typer.echo(_line(event, as_json))
+                if printed is not None:
+                    printed.append(event)
             shown += len(page["data"])
             cursor = page.get("next_cursor")
             if not cursor or not page["data"]:

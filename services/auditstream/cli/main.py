@@ -37,7 +37,7 @@ def _main(
 
 
 # Sub-commands: one module each under auditstream/cli/.
-from auditstream.cli import bench, client, demo, dlq, emit, keys, migrate, reconcile, run  # noqa: E402
+from auditstream.cli import bench, client, demo, dlq, emit, integrity, keys, migrate, reconcile, run  # noqa: E402
 
 app.command("run")(run.run)
 app.command("processor")(run.processor)
@@ -52,6 +52,8 @@ app.command("tail")(client.tail)
 app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(integrity.app, name="checkpoint")
+app.command("verify")(integrity.verify)
 
 if __name__ == "__main__":
     app()

@@ -17,6 +17,7 @@ outright still gets a proper JSON error status instead of a broken 200.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -31,7 +32,10 @@ from starlette.responses import StreamingResponse
 from auditstream.api.deps import ExporterKey, FiltersDep, SettingsDep, StoreDep, TenantDep
 from auditstream.api.errors import BadRequest
 from auditstream.api.formats import FORMATS, file_extension, media_type
+from auditstream.api.routes.checkpoints import LedgerDep
 from auditstream.api.schemas import ERROR_RESPONSES
+from auditstream.integrity.bundle import proof_trailer
+from auditstream.integrity.service import public_key
 from auditstream.store.export import EventExport
 
 __all__ = ["router"]
@@ -137,9 +141,15 @@ async def export_events(
     key: ExporterKey,
     tenant: TenantDep,
     filters: FiltersDep,
+    ledger: LedgerDep,
     format: Annotated[str, Query(max_length=16, description="ndjson (default), json or csv.")] = "ndjson",
     order: Annotated[Literal["desc", "asc"], Query()] = "desc",
+    include_proof: Annotated[
+        bool, Query(description="ndjson only: end with a proof line (checkpoint, leaf indices, audit paths).")
+    ] = False,
 ) -> StreamingResponse:
+    if include_proof and format != "ndjson":
+        raise BadRequest("include_proof: only with format=ndjson", field="include_proof")
     if format not in FORMATS:
         raise BadRequest(
             f"format: {format[:16]!r} is not supported; use {', '.join(FORMATS)}", field="format"
@@ -149,7 +159,13 @@ async def export_events(
     f = filters.to_event_filter(tenant, since, until)
 
     def produce() -> Iterator[bytes]:
-        return iter(EventExport(store, f, format, order=order, rows_per_query=EXPORT_ROWS_PER_QUERY))
+        events = EventExport(store, f, format, order=order, rows_per_query=EXPORT_ROWS_PER_QUERY)
+        if not include_proof:
+            return iter(events)
+        verifier = public_key(settings)
+        return itertools.chain(
+            events, _lazy(lambda: proof_trailer(ledger, f, key=verifier and str(verifier)))
+        )
 
     pump = _Pump(produce)
     first = await run_in_threadpool(pump.get)
@@ -171,6 +187,11 @@ async def export_events(
             "Cache-Control": "no-store",
         },
     )
+
+
+def _lazy(make: Callable[[], bytes]) -> Iterator[bytes]:
+    """One item, computed when the consumer gets there (after the events)."""
+    yield make()
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -1,0 +1,264 @@
+"""The sealer: follows each tenant's stored events in ingest order and appends them to its Merkle log.
+
+A feed follower (it never sits in the processor's write path): every round it asks
+``Store.feed_heads_all()`` which tenants have events past its position, reads them
+with ``Store.feed_page`` (ingest order, gap-free), hashes each event
+(``canonical.leaf_hash_of_row``) and appends the leaves to ``merkle_leaves``. At most
+every ``checkpoint_seconds`` per tenant whose tree grew it signs a checkpoint, stores
+it in ``checkpoints`` and appends it to ``<checkpoint_dir>/<tenant>/<day>.notes``.
+
+Exactly once across crashes and replays:
+
+* the position is what ClickHouse holds, never a local file: tree size = leaves
+  stored, feed position = per partition the highest sealed offset. After a restart
+  or any error the tenant's state is read again from the tables;
+* a page's leaves are one insert whose dedup token names its index range, so a
+  retry after an ambiguous failure cannot add a second copy;
+* an event id that already has a leaf is skipped (a replayed or conflicting copy
+  at another Kafka position), so no ``(tenant, event_id)`` is sealed twice.
+
+One sealer per database: two would both append at the same indices. The embedded
+setup has one process; with a ClickHouse server, enable it on one instance only.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Sealer", "checkpoint_file"]
+
+import base64
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge
+
+from auditstream.events.stored import format_datetime, utc_ms
+from auditstream.integrity.canonical import leaf_hash_of_row
+from auditstream.integrity.ledger import CheckpointRow, Ledger
+from auditstream.integrity.merkle import Frontier
+from auditstream.integrity.note import Checkpoint, Signer, note_hash, sign_note
+from auditstream.store.store import Store
+
+log = logging.getLogger(__name__)
+
+LEAVES = Counter("auditstream_sealer_leaves_total", "Events appended to a tenant's Merkle log.")
+CHECKPOINTS = Counter("auditstream_checkpoints_total", "Signed checkpoints written.")
+LAG = Gauge("auditstream_sealer_lag_seconds", "Age of the newest sealed event while the sealer is behind.")
+ERRORS = Counter("auditstream_sealer_errors_total", "Sealer rounds that failed (retried).")
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def checkpoint_file(folder: Path, tenant_id: str, day: datetime) -> Path:
+    """``<folder>/<tenant>/<YYYY-MM-DD>.notes``; a tenant id unfit for a path is hex-encoded."""
+    name = tenant_id if _SAFE.match(tenant_id) and ".." not in tenant_id else "x-" + tenant_id.encode().hex()
+    return folder / name / f"{day:%Y-%m-%d}.notes"
+
+
+@dataclass
+class _Tenant:
+    size: int
+    positions: dict[int, int]
+    frontier: Frontier
+    last_note: str | None
+    checkpoint_size: int
+    checkpoint_at: float  # time.monotonic() of the last checkpoint (0: none in this process)
+
+
+class Sealer:
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        signer: Signer,
+        *,
+        checkpoint_seconds: float = 60.0,
+        checkpoint_dir: Path | None = None,
+        origin_prefix: str = "auditstream",
+        page_size: int = 5000,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.signer = signer
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoint_dir = checkpoint_dir
+        self.origin_prefix = origin_prefix
+        self.page_size = page_size
+        self._tenants: dict[str, _Tenant] = {}
+        self._blocked: set[str] = set()
+
+    def origin(self, tenant_id: str) -> str:
+        return f"{self.origin_prefix}/{tenant_id}"
+
+    # --- state --------------------------------------------------------------------
+
+    def _load(self, tenant_id: str) -> _Tenant | None:
+        size, positions = self.ledger.tree_position(tenant_id)
+        latest = self.ledger.checkpoints(tenant_id, limit=1, latest_first=True)
+        cp = latest[0] if latest else None
+        if cp is not None and cp.tree_size > size:
+            # Leaves the signed log covers are gone: sealing on would hide it. verify names it.
+            if tenant_id not in self._blocked:
+                log.error(
+                    "merkle leaves missing below the latest checkpoint; sealer stops for this tenant",
+                    extra={"tenant": tenant_id, "checkpoint_size": cp.tree_size, "leaves": size},
+                )
+                self._blocked.add(tenant_id)
+            return None
+        start = 0
+        frontier = Frontier()
+        if cp is not None and len(cp.frontier) == cp.tree_size.bit_count():
+            candidate = Frontier(cp.tree_size, cp.frontier)
+            if candidate.root() == cp.root_hash:
+                frontier, start = candidate, cp.tree_size
+        for leaf in self.ledger.iter_leaves(tenant_id, start, size):
+            if leaf.leaf_index == frontier.size:
+                frontier.append(leaf.leaf_hash)
+        if frontier.size != size:
+            log.error("merkle leaves have a gap; sealer stops for this tenant", extra={"tenant": tenant_id})
+            self._blocked.add(tenant_id)
+            return None
+        checkpoint_at = 0.0
+        if cp is not None:
+            # The interval runs from the stored checkpoint's time, also across a restart.
+            age = (datetime.now(UTC) - cp.created_at).total_seconds()
+            checkpoint_at = time.monotonic() - max(0.0, age)
+        return _Tenant(
+            size=size,
+            positions=positions,
+            frontier=frontier,
+            last_note=cp.note if cp else None,
+            checkpoint_size=cp.tree_size if cp else 0,
+            checkpoint_at=checkpoint_at,
+        )
+
+    def _state(self, tenant_id: str) -> _Tenant | None:
+        state = self._tenants.get(tenant_id)
+        if state is None:
+            state = self._load(tenant_id)
+            if state is not None:
+                self._tenants[tenant_id] = state
+        return state
+
+    def tree_size(self, tenant_id: str) -> int:
+        state = self._state(tenant_id)
+        return state.size if state else 0
+
+    # --- sealing ------------------------------------------------------------------
+
+    def seal_tenant(self, tenant_id: str, heads: dict[int, int], max_pages: int = 20) -> int:
+        """Append what the feed holds past the position (at most ``max_pages`` pages); leaves added."""
+        state = self._state(tenant_id)
+        if state is None:
+            return 0
+        added = 0
+        try:
+            for _ in range(max_pages):
+                if not any(head > state.positions.get(p, -1) for p, head in heads.items()):
+                    break
+                page = self.store.feed_page(tenant_id, state.positions, limit=self.page_size)
+                ids = list({row["event_id"] for row in page.rows})
+                sealed = self.ledger.sealed_ids(tenant_id, ids)
+                now = utc_ms(datetime.now(UTC))
+                rows = []
+                hashes = []
+                for row in page.rows:
+                    if row["event_id"] in sealed:
+                        continue  # replayed or conflicting copy: one leaf per event id
+                    sealed.add(row["event_id"])
+                    h = leaf_hash_of_row(row)
+                    hashes.append(h)
+                    rows.append(
+                        (
+                            h,
+                            row["event_id"],
+                            int(row["kafka_partition"]),
+                            int(row["kafka_offset"]),
+                            row["occurred_at"],
+                            now,
+                        )
+                    )
+                self.ledger.append_leaves(tenant_id, state.size, rows)
+                state.frontier.extend(hashes)
+                state.size += len(rows)
+                state.positions = dict(page.positions)
+                added += len(rows)
+                if page.rows:
+                    newest = page.rows[-1]["received_at"]
+                    LAG.set(max(0.0, (now - newest).total_seconds()) if page.more else 0.0)
+                if not page.more:
+                    break
+        except Exception:
+            self._tenants.pop(tenant_id, None)  # read the position again from ClickHouse
+            raise
+        LEAVES.inc(added)
+        return added
+
+    def checkpoint(self, tenant_id: str, *, force: bool = False) -> CheckpointRow | None:
+        """Sign and store a checkpoint if the tree grew and the interval passed (or ``force``)."""
+        state = self._state(tenant_id)
+        if state is None or state.size == state.checkpoint_size:
+            return None
+        mono = time.monotonic()
+        if not force and state.checkpoint_size and mono - state.checkpoint_at < self.checkpoint_seconds:
+            return None
+        created = utc_ms(datetime.now(UTC))
+        extensions = [f"time {format_datetime(created)}"]
+        if state.last_note is not None:
+            extensions.append(f"prev {base64.b64encode(note_hash(state.last_note)).decode()}")
+        root = state.frontier.root()
+        body = Checkpoint(self.origin(tenant_id), state.size, root, tuple(extensions))
+        note = sign_note(body.text(), self.signer)
+        row = CheckpointRow(tenant_id, state.size, root, created, note, list(state.frontier.hashes))
+        try:
+            self.ledger.add_checkpoint(row)
+        except Exception:
+            self._tenants.pop(tenant_id, None)
+            raise
+        state.last_note, state.checkpoint_size, state.checkpoint_at = note, state.size, mono
+        CHECKPOINTS.inc()
+        if self.checkpoint_dir is not None:
+            self._append_file(tenant_id, created, note)
+        return row
+
+    def _append_file(self, tenant_id: str, created: datetime, note: str) -> None:
+        path = checkpoint_file(self.checkpoint_dir or Path("."), tenant_id, created)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(note)
+        except OSError as exc:
+            # ClickHouse holds the checkpoint; the file is the operator's extra copy.
+            log.error("could not append the checkpoint file", extra={"path": str(path), "error": str(exc)})
+
+    def run_once(self, *, force_checkpoint: bool = False) -> dict[str, int]:
+        """One round over every tenant with events; leaves added per tenant."""
+        added: dict[str, int] = {}
+        for tenant_id, heads in self.store.feed_heads_all().items():
+            n = self.seal_tenant(tenant_id, heads)
+            if n:
+                added[tenant_id] = n
+            self.checkpoint(tenant_id, force=force_checkpoint)
+        return added
+
+    def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
+        """Rounds until ``stop`` is set; failures are logged and retried with backoff."""
+        backoff = poll_seconds
+        log.info("sealer started", extra={"key": str(self.signer.verifier)})
+        while not stop.is_set():
+            try:
+                added = self.run_once()
+                backoff = poll_seconds
+            except Exception as exc:
+                ERRORS.inc()
+                log.warning("sealer round failed; retrying", extra={"error": str(exc)})
+                backoff = min(backoff * 2, 30.0)
+                stop.wait(backoff)
+                continue
+            if not added:
+                stop.wait(poll_seconds)
+        log.info("sealer stopped")
