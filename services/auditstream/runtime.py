@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import uvicorn
 
 from auditstream.config import Settings
-from auditstream.kafka_admin import ensure_pipeline_topics
 from auditstream.integrity.service import RunningSealer, start_sealer
+from auditstream.kafka_admin import ensure_pipeline_topics
 from auditstream.processor.service import Processor
 from auditstream.store.store import Store
 
