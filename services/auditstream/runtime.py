@@ -67,6 +67,7 @@ async def run_services(
     log.info("store open", extra={"dsn": _redact_dsn(settings.resolved_clickhouse_dsn)})
 
     proc: Processor | None = None
+    alerts = None
     server: _Server | None = None
     serve_task: asyncio.Task[None] | None = None
     try:
@@ -78,6 +79,12 @@ async def run_services(
             )
             proc = Processor(settings, store)
             await proc.start()
+            if settings.alerts_enabled:
+                # A feed follower: reads what the processor stored, never on its write path.
+                from auditstream.alerts.follower import AlertService
+
+                alerts = AlertService(settings, store)
+                await alerts.start()
         api_url = None
         # A processor alone still serves /healthz, /readyz and /metrics on the API port.
         if api or proc:
@@ -113,6 +120,8 @@ async def run_services(
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serve_task
+        if alerts:
+            await alerts.stop()
         if proc:
             await proc.stop()
         await asyncio.to_thread(store.close)

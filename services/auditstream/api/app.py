@@ -25,7 +25,7 @@ from auditstream.api.background import install_background
 from auditstream.api.errors import ErrorMiddleware, install_error_handlers
 from auditstream.api.keys import CachedVerifier, KeyStore
 from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
-from auditstream.api.routes import events, export, exports, feed, health, ingest, live, stats
+from auditstream.api.routes import alerts, events, export, exports, feed, health, ingest, live, stats
 from auditstream.config import Settings
 from auditstream.store import Store
 
@@ -80,5 +80,6 @@ def create_app(
         app.include_router(live.router)
         app.include_router(exports.router)
         app.include_router(ingest.router)
+        app.include_router(alerts.router)
     app.include_router(health.router)
     return app
