@@ -104,7 +104,7 @@ class RuleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200, description="Required (sigma: the title).")
     kind: Literal["match", "threshold", "distinct", "sequence", "sigma"]
     sigma: str | None = Field(
         None,
@@ -334,6 +334,8 @@ def parse_rule(raw: Any, *, check_target: Any = None) -> Rule:
     if kind == "sigma":
         # The API converts a Sigma document first (sigma.py); what is stored is the mapped kind.
         raise RuleError("kind", "a sigma rule must be converted with auditstream.alerts.sigma first")
+    if body.name is None:
+        raise RuleError("name", "Field required")
     flt = parse_filter(body.filter)
     group_by: tuple[str, ...] = ()
     if body.group_by is not None:
