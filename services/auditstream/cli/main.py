@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 # Sub-commands: one module each under auditstream/cli/.
-from auditstream.cli import bench, client, demo, emit, keys, migrate, reconcile, run  # noqa: E402
+from auditstream.cli import alerts, bench, client, demo, emit, keys, migrate, reconcile, run  # noqa: E402
 
 app.command("run")(run.run)
 app.command("processor")(run.processor)
@@ -30,6 +30,7 @@ app.command("export")(client.export)
 app.command("tail")(client.tail)
 app.command("bench")(bench.bench)
 app.add_typer(keys.app, name="keys")
+app.add_typer(alerts.app, name="alerts")
 
 if __name__ == "__main__":
     app()
