@@ -124,3 +124,55 @@ def test_the_alert_services_own_events_are_not_evaluated() -> None:
     own = stored(action="alert.triggered", source_service=SOURCE_SERVICE)
     theirs = stored(action="alert.acknowledged", source_service="auditstream-api")
     assert len(run([r], [own, theirs])) == 1
+
+
+def test_the_action_index_finds_exactly_what_testing_every_rule_finds() -> None:
+    import random
+    from dataclasses import replace
+
+    from auditstream.alerts.matcher import compile_filter
+
+    filters = [
+        {"action": ["user.login_failed"]},
+        {"action": ["user.*"]},
+        {},
+        {"actor": ["a"]},
+        {"action": ["key.created", "config.*"], "outcome": "failure"},
+    ]
+    rules = [
+        replace(parse_rule({"name": f"r{i}", "kind": "match", "filter": f}), id=f"r{i}", tenant_id="acme")
+        for i, f in enumerate(filters)
+    ]
+    rules.append(
+        replace(
+            parse_rule(
+                {
+                    "name": "seq",
+                    "kind": "sequence",
+                    "window": "5m",
+                    "sequence": [
+                        {"filter": {"action": ["user.login_failed"]}},
+                        {"filter": {"action": ["user.*"]}},
+                    ],
+                }
+            ),
+            id="seq",
+            tenant_id="acme",
+        )
+    )
+    rng = random.Random(3)
+    actions = ["user.login_failed", "user.login", "key.created", "config.updated", "scan.created", "userx.y"]
+    rows = [
+        stored(action=rng.choice(actions), actor=rng.choice("ab"), outcome=rng.choice(["success", "failure"]))
+        for _ in range(300)
+    ]
+    ev = Evaluator(rules, lateness=timedelta(0))
+    got = {(m.rule.rule.id, str(m.row["event_id"])) for m in ev.match(rows)}
+    brute = set()
+    for r in rules:
+        base = compile_filter(r.filter)
+        steps = [compile_filter(f) for f, _ in r.steps]
+        for row in rows:
+            if base(row) and (not steps or any(s(row) for s in steps)):
+                brute.add((r.id, str(row["event_id"])))
+    assert got == brute and got

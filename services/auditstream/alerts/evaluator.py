@@ -26,6 +26,7 @@ import orjson
 from auditstream.alerts.matcher import Matcher, compile_filter, field_value
 from auditstream.alerts.model import Rule
 from auditstream.alerts.windows import WindowSpec, add, new_state
+from auditstream.store.filters import split_actions
 
 __all__ = ["ALERT_NAMESPACE", "SOURCE_SERVICE", "Evaluator", "FiredAlert", "Match", "alert_id", "to_ms"]
 
@@ -105,20 +106,76 @@ class _Compiled:
         return None
 
 
+def _action_keys(rule: Rule) -> tuple[list[str] | None, list[str]]:
+    """(exact actions, prefixes) that a matching row's action must be among; None: any action."""
+
+    def keys(actions: tuple[str, ...]) -> tuple[list[str], list[str]] | None:
+        if not actions:
+            return None
+        exact, prefixes, match_all = split_actions(list(actions))
+        return None if match_all else (exact, prefixes)
+
+    base = keys(rule.filter.actions)
+    if base is not None:
+        return base
+    if rule.steps:
+        per_step = [keys(f.actions) for f, _ in rule.steps]
+        if all(k is not None for k in per_step):
+            return (
+                [a for k in per_step if k for a in k[0]],
+                [p for k in per_step if k for p in k[1]],
+            )
+    return None, []
+
+
 class Evaluator:
     """The active rules of one tenant, compiled once per rule version."""
 
     def __init__(self, rules: Iterable[Rule], *, lateness: timedelta) -> None:
         self.rules = [_Compiled(r, lateness) for r in rules if r.enabled]
+        # Most rules name exact actions: index them by action so a row is only tested against
+        # the rules that can match it (100 rules cost ~1 predicate per row, not 100).
+        self._by_action: dict[str, list[_Compiled]] = {}
+        self._by_prefix: dict[str, list[_Compiled]] = {}
+        self._always: list[_Compiled] = []
+        for compiled in self.rules:
+            exact, prefixes = _action_keys(compiled.rule)
+            if exact is None:
+                self._always.append(compiled)
+                continue
+            for action in exact:
+                self._by_action.setdefault(action, []).append(compiled)
+            for prefix in prefixes:
+                self._by_prefix.setdefault(prefix, []).append(compiled)
+        self._prefixes = tuple(self._by_prefix)
+        self._cache: dict[str, list[_Compiled]] = {}
+
+    def _candidates(self, action: str) -> list[_Compiled]:
+        found = self._cache.get(action)
+        if found is None:
+            seen: set[int] = set()
+            found = []
+            for group in (
+                self._by_action.get(action, []),
+                *(self._by_prefix[p] for p in self._prefixes if action.startswith(p)),
+                self._always,
+            ):
+                for compiled in group:
+                    if id(compiled) not in seen:
+                        seen.add(id(compiled))
+                        found.append(compiled)
+            found.sort(key=self.rules.index)  # rule order, whichever index found them
+            if len(self._cache) < 10_000:
+                self._cache[action] = found
+        return found
 
     def match(self, rows: Sequence[Mapping[str, Any]]) -> list[Match]:
         out: list[Match] = []
         for row in rows:
-            if row.get("source_service") == SOURCE_SERVICE and str(row.get("action", "")).startswith(
-                "alert."
-            ):
+            action = row["action"]
+            if row.get("source_service") == SOURCE_SERVICE and action.startswith("alert."):
                 continue
-            for compiled in self.rules:
+            for compiled in self._candidates(action):
                 if not compiled.matcher(row):
                     continue
                 if compiled.rule.kind == "match":

@@ -1,0 +1,152 @@
+"""Alert evaluation: ingest cost of 100 active rules, and produce -> webhook latency.
+
+    .venv/bin/python -m bench.alerts_cost [--events 20000] [--rate 200] [--seconds 20]
+
+Runs the real pipeline (``auditstream run`` child, local broker from deploy/kafka, chDB) twice
+in the same run, on fresh topics: without rules and with 100 active rules (40 threshold,
+30 match, 20 distinct, 10 sequence), each time producing ``--events`` events as fast as the
+producer goes and timing until the processor has stored them all; with rules also until
+the evaluator has evaluated them all. Then, with one match rule whose webhook is a local
+receiver, produces at ``--rate`` events/s and reports produce -> webhook received p50/p99.
+Reuses the test fixtures (tests/fixtures) to start the broker and the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+
+from auditstream.api.keys import KeyStore, Role
+from auditstream.producer import SyncAuditProducer
+from tests.alerts.receiver import receiver
+from tests.fixtures.kafka import LocalBroker, new_topics
+from tests.fixtures.pipeline import running_pipeline
+
+ACTIONS = [f"bench.action{i}" for i in range(50)] + ["user.login_failed", "user.login", "user.role_changed"]
+ENV = {"AUDITSTREAM_ALLOW_PRIVATE_TARGETS": "true", "AUDITSTREAM_ALERT_POLL_SECONDS": "0.1"}
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def hundred_rules() -> list[dict]:
+    rules: list[dict] = []
+    for i in range(40):
+        rules.append({"name": f"t{i}", "kind": "threshold", "filter": {"action": [ACTIONS[i % 50]]},
+                      "group_by": "actor.id", "threshold": 50, "window": "5m"})
+    for i in range(30):
+        rules.append({"name": f"m{i}", "kind": "match", "filter": {"action": [f"rare.thing{i}"]}})
+    for i in range(20):
+        rules.append({"name": f"d{i}", "kind": "distinct", "filter": {"action": [ACTIONS[(i * 3) % 50]]},
+                      "group_by": "actor.ip", "distinct_field": "actor.id", "threshold": 500, "window": "10m"})
+    for i in range(10):
+        rules.append({"name": f"s{i}", "kind": "sequence", "window": "5m", "group_by": "actor.id",
+                      "sequence": [{"filter": {"action": ["user.login_failed"]}, "count": 20},
+                                   {"filter": {"action": ["user.login"]}}]})
+    return rules
+
+
+def events(n: int, tenant: str) -> list[dict]:
+    rng = random.Random(7)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return [
+        {"tenant_id": tenant, "occurred_at": now, "action": rng.choice(ACTIONS),
+         "actor": {"id": f"u{rng.randrange(500)}", "type": "user", "ip": f"10.0.{rng.randrange(4)}.{rng.randrange(250)}"}}
+        for _ in range(n)
+    ]
+
+
+def ingest_run(bootstrap: str, dsn: str, n: int, with_rules: bool) -> dict:
+    topics = new_topics(bootstrap)
+    with running_pipeline(bootstrap, topics, dsn, **ENV) as p:
+        token = KeyStore(p.data_dir / "keys.sqlite3").create("bench", Role.ADMIN, "bench").token
+        http = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        if with_rules:
+            for rule in hundred_rules():
+                assert http.post("/v1/alerts/rules", json=rule).status_code == 201
+        batch = events(n, "bench")
+        started = time.monotonic()
+        with SyncAuditProducer(bootstrap, topics.events, linger_ms=20) as producer:
+            for e in batch:
+                producer.emit(e)
+            producer.flush(timeout=120)
+        while metric(p.url, "auditstream_processor_stored_total") < n:
+            time.sleep(0.1)
+        stored = time.monotonic() - started
+        evaluated = None
+        if with_rules:
+            while metric(p.url, "auditstream_alerts_events_evaluated_total") < n:
+                time.sleep(0.1)
+            evaluated = time.monotonic() - started
+    return {"events": n, "rules": 100 if with_rules else 0, "stored_s": stored, "eps": n / stored,
+            "evaluated_s": evaluated}
+
+
+def latency_run(bootstrap: str, dsn: str, rate: float, seconds: float) -> dict:
+    topics = new_topics(bootstrap)
+    with receiver() as hooks, running_pipeline(bootstrap, topics, dsn, **ENV) as p:
+        token = KeyStore(p.data_dir / "keys.sqlite3").create("lat", Role.ADMIN, "bench").token
+        http = httpx.Client(base_url=p.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        rule = {"name": "lat", "kind": "match", "filter": {"action": ["user.role_changed"]},
+                "targets": [{"type": "webhook", "url": hooks.url + "/lat", "secret": "x" * 20}]}
+        assert http.post("/v1/alerts/rules", json=rule).status_code == 201
+        sent: dict[str, float] = {}
+        total = int(rate * seconds)
+        with SyncAuditProducer(bootstrap, topics.events, linger_ms=0) as producer:
+            start = time.monotonic()
+            for i in range(total):
+                eid = str(uuid.uuid4())
+                action = "user.role_changed" if i % 10 == 0 else "user.login"
+                ev = {"event_id": eid, "tenant_id": "lat", "occurred_at": datetime.now(UTC).isoformat(),
+                      "action": action, "actor": {"id": f"u{i % 50}", "type": "user"}}
+                if action == "user.role_changed":
+                    sent[eid] = time.time()
+                producer.emit(ev)
+                delay = start + (i + 1) / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            producer.flush(timeout=60)
+        hooks.wait_for(lambda: len(hooks.on("/lat")) >= len(sent), "all alerts", timeout=120)
+        lat = sorted(
+            r.at - sent[orjson.loads(r.body)["alert"]["event_ids"][0]] for r in hooks.on("/lat")
+        )
+    q = statistics.quantiles(lat, n=100)
+    return {"rate": rate, "alerts": len(lat), "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": lat[-1] * 1000}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--seconds", type=float, default=20)
+    args = ap.parse_args()
+    broker = LocalBroker()
+    broker.start()
+    import shutil
+    import tempfile
+
+    dsn_dir = tempfile.mkdtemp(prefix="alerts-bench-")
+    try:
+        dsn = f"chdb://{dsn_dir}"
+        for with_rules in (False, True, False, True):
+            print(orjson.dumps(ingest_run(broker.bootstrap, dsn, args.events, with_rules)).decode(), flush=True)
+        print(orjson.dumps(latency_run(broker.bootstrap, dsn, args.rate, args.seconds)).decode(), flush=True)
+    finally:
+        broker.stop()
+        broker.remove()
+        shutil.rmtree(dsn_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
