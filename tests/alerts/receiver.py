@@ -1,6 +1,7 @@
 """A real HTTP receiver on 127.0.0.1 for delivery tests: records requests, answers on cue.
 
-``fail_first[path] = n`` answers 500 to the first n requests on that path, then 200. The
+``fail_first[path] = n`` answers 500 to the first n requests on that path, then 200;
+``slow[path] = s`` waits s seconds (at most 10) before answering. The
 server runs in a daemon thread and is shut down when the context ends (bounded by the test).
 """
 
@@ -28,6 +29,7 @@ class Receiver:
     url: str
     requests: list[Received] = field(default_factory=list)
     fail_first: dict[str, int] = field(default_factory=dict)
+    slow: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering (< 10)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on(self, path: str) -> list[Received]:
@@ -53,6 +55,7 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             rec = state["r"]
+            time.sleep(min(rec.slow.get(self.path, 0.0), 10.0))
             with rec.lock:
                 seen = sum(1 for r in rec.requests if r.path == self.path)
                 code = 500 if seen < rec.fail_first.get(self.path, 0) else 200

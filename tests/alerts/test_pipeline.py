@@ -38,6 +38,7 @@ ENV = {
     "AUDITSTREAM_ALERT_RETRY_INITIAL_SECONDS": "0.2",
     "AUDITSTREAM_ALERT_RETRY_MAX_SECONDS": "2",
     "AUDITSTREAM_BATCH_MAX_SECONDS": "0.2",
+    "AUDITSTREAM_ALERT_GIVE_UP_SECONDS": "8",
 }
 
 
@@ -214,6 +215,46 @@ def test_receiver_failing_three_times_gets_the_alert_once(tenant: Tenant) -> Non
     assert [a["status_code"] for a in attempts] == [500, 500, 500, 200]
     received = tenant.hooks.on(path)
     assert [r.answered for r in received] == [500, 500, 500, 200]  # one success: the alert once
+
+
+def test_receiver_that_never_recovers_is_given_up_and_marked_failed(tenant: Tenant) -> None:
+    path = f"{tenant.path}/down"
+    tenant.hooks.fail_first[path] = 10**6
+    tenant.rule({"name": "configs", "kind": "match", "filter": {"action": ["config.updated"]}}, path=path)
+    tenant.produce([tenant.event("config.updated", "gina", datetime.now(UTC))])
+    alert_id = tenant.until(lambda: tenant.alerts() and tenant.alerts()[0]["id"], "the alert")
+
+    def failed() -> dict[str, Any] | None:
+        d = tenant.http.get(f"/v1/alerts/{alert_id}").json()["deliveries"][0]
+        return d if d["status"] == "failed" else None
+
+    delivery = tenant.until(failed, "the delivery given up", timeout=90)
+    assert len(delivery["attempts"]) >= 2
+    assert {a["status_code"] for a in delivery["attempts"]} == {500}
+    assert delivery["last_error"] == "HTTP 500"
+
+
+def test_slow_receiver_does_not_delay_another_target_and_slack_payload(tenant: Tenant) -> None:
+    slow, slack = f"{tenant.path}/slow", f"{tenant.path}/slack"
+    tenant.hooks.slow[slow] = 6.0
+    tenant.rule(
+        {
+            "name": "exports watched",
+            "kind": "match",
+            "filter": {"action": ["export.created"]},
+            "targets": [
+                {"type": "webhook", "url": tenant.hooks.url + slow, "secret": SECRET},
+                {"type": "slack", "url": tenant.hooks.url + slack},
+            ],
+        },
+        target=False,
+    )
+    tenant.produce([tenant.event("export.created", "hank", datetime.now(UTC))])
+    tenant.hooks.wait_for(lambda: len(tenant.hooks.on(slack)) == 1, "the slack message", timeout=30)
+    assert tenant.hooks.on(slow) == []  # still waiting on the slow receiver
+    message = orjson.loads(tenant.hooks.on(slack)[0].body)
+    assert "exports watched" in message["text"] and message["blocks"][0]["type"] == "section"
+    tenant.hooks.wait_for(lambda: len(tenant.hooks.on(slow)) == 1, "the slow delivery", timeout=30)
 
 
 def test_sigmahq_correlation_rule_fires_on_what_it_describes(tenant: Tenant) -> None:

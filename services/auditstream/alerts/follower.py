@@ -148,7 +148,10 @@ class AlertService:
             states = self.db.load_states(keys) if keys else {}
             alerts = evaluator.apply(matches, states)
             stale = self._stale_horizons(evaluator, page.rows)
-            new = self.db.commit_page(tenant, page.positions, states, alerts, stale_before=stale)
+            versions = {c.rule.id: c.rule.version for c in evaluator.rules}
+            new = self.db.commit_page(
+                tenant, page.positions, states, alerts, stale_before=stale, rule_versions=versions
+            )
             PAGE_SECONDS.observe(time.perf_counter() - started)
             EVALUATED.inc(len(page.rows))
             FIRED.inc(len(new))

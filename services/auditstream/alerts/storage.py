@@ -271,16 +271,31 @@ class AlertDB:
         alerts: list[FiredAlert],
         *,
         stale_before: dict[str, int] | None = None,
+        rule_versions: dict[str, int] | None = None,
     ) -> list[str]:
         """One transaction: feed position, window state, new alerts and their deliveries.
 
         Returns the ids of the alerts that are new (an alert already stored is left alone).
         ``stale_before`` (rule id -> ms) drops the state of groups idle since before then.
+        ``rule_versions`` (rule id -> the version evaluated): a rule edited or deleted while
+        the page was evaluated keeps its fresh state and fires nothing from this page.
         """
         now = iso()
         now_s = time.time()
         new_ids: list[str] = []
         with self._tx() as conn:
+            if rule_versions:
+                current = {
+                    row["id"]: row["version"]
+                    for row in conn.execute(
+                        "SELECT id, version FROM rules WHERE tenant_id = ? AND deleted_at IS NULL",
+                        (tenant_id,),
+                    )
+                }
+                changed = {r for r, v in rule_versions.items() if current.get(r) != v}
+                if changed:
+                    states = {k: v for k, v in states.items() if k[0] not in changed}
+                    alerts = [a for a in alerts if a.rule_id not in changed]
             conn.execute(
                 "INSERT INTO cursors (tenant_id, positions, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (tenant_id) DO UPDATE SET positions = excluded.positions,"
