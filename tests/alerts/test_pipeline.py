@@ -67,6 +67,7 @@ class Tenant:
         self.topic = topic
         self.hooks = hooks
         token = KeyStore(pipe.data_dir / "keys.sqlite3").create(self.id, Role.ADMIN, "alerts test").token
+        self.token = token
         self.http = httpx.Client(base_url=pipe.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         self.path = f"/{self.id}"
         self.sentinels = 0
@@ -309,6 +310,34 @@ def test_rules_crud_and_ack_resolve(tenant: Tenant) -> None:
     assert tenant.http.get(f"/v1/alerts/rules/{rule['id']}").status_code == 404
     spec = tenant.http.get("/openapi.json").json()
     assert "/v1/alerts/rules" in spec["paths"] and "/v1/alerts" in spec["paths"]
+
+
+def test_cli_imports_sigma_and_reports_refusals(tenant: Tenant, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditstream.cli.main import app
+
+    runner = CliRunner()
+    env = {"AUDITSTREAM_API_KEY": tenant.token}
+    path = str(EXAMPLES / "github_org_member_role_changed_to_admin.yml")
+    args = ["alerts", "rules", "import-sigma", path, "--webhook", tenant.hooks.url + tenant.path]
+    result = runner.invoke(app, [*args, "--secret", SECRET, "--url", tenant.pipe.url], env=env)
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["rule"]["filter"] == {
+        "action": ["org.update_member"],
+        "details.permission": "admin",
+    }
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "title: x\nlogsource: {product: okta}\ndetection:\n  s:\n    displaymessage: x\n  condition: s\n"
+    )
+    result = runner.invoke(
+        app, ["alerts", "rules", "import-sigma", str(bad), "--url", tenant.pipe.url], env=env
+    )
+    assert result.exit_code == 2
+    assert "sigma.detection.displaymessage" in result.stderr
+    listed = runner.invoke(app, ["alerts", "rules", "list", "--url", tenant.pipe.url], env=env)
+    assert listed.exit_code == 0 and orjson.loads(listed.stdout)["count"] == 2
 
 
 @pytest.mark.faults

@@ -176,3 +176,14 @@ def test_the_action_index_finds_exactly_what_testing_every_rule_finds() -> None:
             if base(row) and (not steps or any(s(row) for s in steps)):
                 brute.add((r.id, str(row["event_id"])))
     assert got == brute and got
+
+
+def test_distinct_state_holds_one_entry_per_value() -> None:
+    r = rule(kind="distinct", group_by="actor.ip", distinct_field="actor.id", threshold=50)
+    rows = [stored(actor=f"u{i % 40}", at=i / 100, actor_ip="203.0.113.9") for i in range(4000)]
+    states: dict = {}
+    assert run([r], rows, states) == []  # forty distinct actors, however many events
+    assert len(next(iter(states.values()))["e"]) == 40
+    more = [stored(actor=f"v{i}", at=50 + i / 100, actor_ip="203.0.113.9") for i in range(10)]
+    fired = run([r], more, states)
+    assert len(fired) == 1 and len(fired[0].event_ids) == 50

@@ -57,6 +57,14 @@ def alerts_db_path(settings: Settings) -> Path:
     return settings.resolved_alerts_path
 
 
+def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
+    # Entries are never mutated, only the list holding them: a shallow copy of it suffices.
+    copy = {"e": list(state["e"]), "s": state["s"], "w": state["w"]}
+    if "v" in state:
+        copy["v"] = dict(state["v"])
+    return copy
+
+
 class AlertService:
     def __init__(self, settings: Settings, store: Store, db: AlertDB | None = None) -> None:
         self.settings = settings
@@ -73,6 +81,9 @@ class AlertService:
         )
         self._fingerprint: tuple[int, str] | None = None
         self._evaluators: dict[str, Evaluator] = {}
+        # Window state as last committed, so a page reads only the groups it has not seen.
+        # The database stays the truth: the cache is dropped on any rule change or failure.
+        self._states: dict[tuple[str, str], dict[str, Any]] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._publisher: Any = None
@@ -124,6 +135,7 @@ class AlertService:
         rules = self.db.active_rules()
         self._evaluators = {t: Evaluator(rs, lateness=self.lateness) for t, rs in rules.items()}
         self._evaluators = {t: e for t, e in self._evaluators.items() if e.rules}
+        self._states.clear()  # an edit or deletion reset some state in the database
         ACTIVE_RULES.set(sum(len(e.rules) for e in self._evaluators.values()))
         self._fingerprint = fingerprint
 
@@ -145,13 +157,25 @@ class AlertService:
             page = self.store.feed_page(tenant, cursor, limit=self.settings.alert_page_size)
             matches = evaluator.match(page.rows)
             keys = evaluator.state_keys(matches)
-            states = self.db.load_states(keys) if keys else {}
+            missing = [k for k in keys if k not in self._states]
+            if missing:
+                self._states.update(self.db.load_states(missing))
+            # Work on copies: the cache only takes the new states once they are committed.
+            states = {k: _copy_state(self._states[k]) for k in keys if k in self._states}
             alerts = evaluator.apply(matches, states)
             stale = self._stale_horizons(evaluator, page.rows)
             versions = {c.rule.id: c.rule.version for c in evaluator.rules}
-            new = self.db.commit_page(
-                tenant, page.positions, states, alerts, stale_before=stale, rule_versions=versions
-            )
+            try:
+                new = self.db.commit_page(
+                    tenant, page.positions, states, alerts, stale_before=stale, rule_versions=versions
+                )
+            except BaseException:
+                self._states.clear()  # unknown whether it committed: read the truth back next time
+                raise
+            self._states.update(states)
+            idle = [k for k, v in self._states.items() if (v.get("w") or 0) < stale.get(k[0], -1)]
+            for key in idle:
+                del self._states[key]
             PAGE_SECONDS.observe(time.perf_counter() - started)
             EVALUATED.inc(len(page.rows))
             FIRED.inc(len(new))

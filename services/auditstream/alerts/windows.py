@@ -4,9 +4,11 @@ A group's state is a small JSON-able dict::
 
     {"e": [[t_ms, event_id, tag], ...],   # matching events, sorted by occurred_at
      "s": suppressed_until_ms | None,      # end of the window of the last alert
-     "w": watermark_ms}                    # highest occurred_at seen in this group
+     "w": watermark_ms,                    # highest occurred_at seen in this group
+     "v": {value: t_ms}}                   # distinct only: the entry of each value
 
-``add`` puts one event in and says whether an alert fires. Windows are defined by event
+``add`` puts one event in and says whether an alert fires; in the usual case (the event is
+its group's newest) that is one bisect and one count. Windows are defined by event
 time (``occurred_at``), never by arrival: a window is ``[start, start + W)`` whose start is
 the time of one of its events. When an event arrives, every window that contains it and
 starts at a stored event is checked, earliest first; the first that satisfies the rule fires,
@@ -20,7 +22,8 @@ Lateness: an event older than the group's watermark minus ``lateness`` is not co
 (``Outcome.late``); entries that no accepted event can share a window with any more are
 dropped, so the state stays bounded by what a window plus the lateness can hold.
 
-Kinds: ``threshold`` counts entries, ``distinct`` counts distinct tags (the field value),
+Kinds: ``threshold`` counts entries, ``distinct`` counts distinct tags (the field value;
+one entry per value is kept, its latest occurrence),
 ``sequence`` walks the entries greedily through the steps (tag = indices of the steps the
 event matches) and needs a window starting at a first-step event.
 """
@@ -63,16 +66,8 @@ def new_state() -> dict[str, Any]:
     return {"e": [], "s": None, "w": None}
 
 
-def _satisfied(spec: WindowSpec, entries: list[list[Any]]) -> list[list[Any]] | None:
-    """The entries that make the window fire, or None."""
-    if spec.kind == "threshold":
-        return entries if len(entries) >= spec.threshold else None
-    if spec.kind == "distinct":
-        seen: dict[Any, list[Any]] = {}
-        for entry in entries:
-            seen.setdefault(entry[2], entry)
-        return list(seen.values()) if len(seen) >= spec.threshold else None
-    # sequence: greedy, step by step, in event-time order
+def _sequence(spec: WindowSpec, entries: list[list[Any]]) -> list[list[Any]] | None:
+    """Greedy walk through the steps in event-time order: the entries used, or None."""
     step, have, used = 0, 0, []
     for entry in entries:
         if step in entry[2]:
@@ -98,28 +93,54 @@ def add(state: dict[str, Any], spec: WindowSpec, t_ms: int, event_id: str, tag: 
     horizon = watermark - spec.lateness_ms - spec.window_ms
     if suppressed is not None:
         horizon = max(horizon, suppressed - 1)
+    # distinct: one entry per value, its latest occurrence, so the number of entries in a window
+    # is its number of distinct values; "v" maps value -> that entry's time. (Exact for events
+    # in order; a late event's value is counted where its later occurrence is.)
+    values: dict[str, int] | None = state.setdefault("v", {}) if spec.kind == "distinct" else None
     if entries and entries[0][0] <= horizon:
-        del entries[: bisect.bisect_right(entries, horizon, key=lambda e: e[0])]
+        cut = bisect.bisect_right(entries, horizon, key=_time)
+        if values is not None:
+            for entry in entries[:cut]:
+                values.pop(entry[2], None)
+        del entries[:cut]
     if suppressed is not None and t_ms < suppressed:
         return _NOTHING  # inside the window of the last alert: part of that alert
-    position = bisect.bisect_right(entries, t_ms, key=lambda e: e[0])
-    entries.insert(position, [t_ms, event_id, tag])
+    if values is not None:
+        seen = values.get(tag)
+        if seen is not None:
+            if seen >= t_ms:
+                return _NOTHING
+            j = bisect.bisect_left(entries, seen, key=_time)
+            while entries[j][2] != tag:
+                j += 1
+            del entries[j]
+        values[tag] = t_ms
+    entries.insert(bisect.bisect_right(entries, t_ms, key=_time), [t_ms, event_id, tag])
     if len(entries) > MAX_ENTRIES:
+        if values is not None:
+            for entry in entries[: len(entries) - MAX_ENTRIES]:
+                values.pop(entry[2], None)
         del entries[: len(entries) - MAX_ENTRIES]
-        position = min(position, len(entries) - 1)
     w = spec.window_ms
-    # Candidate starts: stored events in (t - W, t], earliest first.
-    first = bisect.bisect_right(entries, t_ms - w, key=lambda e: e[0])
-    for i in range(first, len(entries)):
+    # Candidate starts: stored events in (t - W, t], earliest first. When the new event is the
+    # newest of its group (the usual case), the earliest candidate's window holds every event
+    # of any later candidate's, so (the predicates being monotone) it alone decides.
+    newest = t_ms >= watermark
+    previous = None
+    for i in range(bisect.bisect_right(entries, t_ms - w, key=_time), len(entries)):
         start = entries[i][0]
         if start > t_ms:
             break
-        if suppressed is not None and start < suppressed:
+        if start == previous or (suppressed is not None and start < suppressed):
             continue
         if spec.kind == "sequence" and 0 not in entries[i][2]:
             continue
-        end = bisect.bisect_left(entries, start + w, key=lambda e: e[0])
-        used = _satisfied(spec, entries[i:end])
+        previous = start
+        end = bisect.bisect_left(entries, start + w, key=_time)
+        if spec.kind == "sequence":
+            used = _sequence(spec, entries[i:end])
+        else:
+            used = entries[i:end] if end - i >= spec.threshold else None
         if used is not None:
             state["s"] = start + w
             return Outcome(
@@ -128,4 +149,10 @@ def add(state: dict[str, Any], spec: WindowSpec, t_ms: int, event_id: str, tag: 
                 window_end_ms=start + w,
                 event_ids=tuple(e[1] for e in used[:MAX_EVENT_IDS]),
             )
+        if newest:
+            break
     return _NOTHING
+
+
+def _time(entry: list[Any]) -> int:
+    return entry[0]
