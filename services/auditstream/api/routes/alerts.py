@@ -8,6 +8,9 @@ the kind it maps to. Each change is written to the audit log first (``alert_rule
 ``alert_rule.updated``, ``alert_rule.deleted``): when that cannot be published the request
 answers 503 and nothing changes. Target secrets are write-only: answers show ``"***"``.
 
+``tenant`` is declared before the role so that a key picking a tenant it may not read is
+refused for that (403 naming ``tenant``) before its role is considered.
+
 Alerts: ``GET /v1/alerts`` (filters ``rule_id``, ``status``, ``since``/``until`` on the time
 the alert fired) and ``GET /v1/alerts/{id}`` (with the delivery log) need the reader role;
 ``POST /v1/alerts/{id}/acknowledge`` and ``/resolve`` need admin and record who and when
@@ -173,8 +176,8 @@ RuleId = Annotated[str, PathParam(max_length=64)]
 )
 async def create_rule(
     request: Request,
-    key: AdminKey,
     tenant: TenantDep,
+    key: AdminKey,
     settings: SettingsDep,
     store: StoreDep,
     body: Annotated[RuleIn, Body(description="A rule; see the README for each kind.")],
@@ -199,7 +202,7 @@ async def create_rule(
 @router.get(
     "/rules", response_model=RuleList, responses=ERROR_RESPONSES, summary="The tenant's alert rules (admin)"
 )
-async def list_rules(request: Request, key: AdminKey, tenant: TenantDep) -> RuleList:
+async def list_rules(request: Request, tenant: TenantDep, key: AdminKey) -> RuleList:
     rows = await run_in_threadpool(_db(request).list_rules, tenant)
     return RuleList(data=[_view(r) for r in rows], count=len(rows))
 
@@ -217,7 +220,7 @@ async def _rule(request: Request, tenant: str, rule_id: str) -> dict[str, Any]:
     responses={**ERROR_RESPONSES, **_NOT_FOUND},
     summary="One alert rule",
 )
-async def get_rule(request: Request, key: AdminKey, tenant: TenantDep, rule_id: RuleId) -> RuleView:
+async def get_rule(request: Request, tenant: TenantDep, key: AdminKey, rule_id: RuleId) -> RuleView:
     return _view(await _rule(request, tenant, rule_id))
 
 
@@ -229,8 +232,8 @@ async def get_rule(request: Request, key: AdminKey, tenant: TenantDep, rule_id: 
 )
 async def update_rule(
     request: Request,
-    key: AdminKey,
     tenant: TenantDep,
+    key: AdminKey,
     settings: SettingsDep,
     rule_id: RuleId,
     body: Annotated[
@@ -265,7 +268,7 @@ async def update_rule(
     responses={**_WRITE, **_NOT_FOUND},
     summary="Delete an alert rule; its alerts stay (admin)",
 )
-async def delete_rule(request: Request, key: AdminKey, tenant: TenantDep, rule_id: RuleId) -> Response:
+async def delete_rule(request: Request, tenant: TenantDep, key: AdminKey, rule_id: RuleId) -> Response:
     row = await _rule(request, tenant, rule_id)
     actor = audit_trail.api_actor(key, _client_ip(request))
     preview = {
@@ -295,8 +298,8 @@ def _bound(value: str | None, name: str) -> str | None:
 )
 async def list_alerts(
     request: Request,
-    key: ReaderKey,
     tenant: TenantDep,
+    key: ReaderKey,
     rule_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
     since: Annotated[
@@ -330,7 +333,7 @@ async def _alert(request: Request, tenant: str, alert_id: str) -> dict[str, Any]
     responses={**ERROR_RESPONSES, **_NOT_FOUND},
     summary="One alert and its deliveries",
 )
-async def get_alert(request: Request, key: ReaderKey, tenant: TenantDep, alert_id: AlertId) -> AlertView:
+async def get_alert(request: Request, tenant: TenantDep, key: ReaderKey, alert_id: AlertId) -> AlertView:
     return AlertView(**await _alert(request, tenant, alert_id))
 
 
@@ -352,7 +355,7 @@ async def _set_status(request: Request, key: Any, tenant: str, alert_id: str, st
     responses={**_WRITE, **_NOT_FOUND},
     summary="Acknowledge an alert (admin): records who and when",
 )
-async def acknowledge(request: Request, key: AdminKey, tenant: TenantDep, alert_id: AlertId) -> AlertView:
+async def acknowledge(request: Request, tenant: TenantDep, key: AdminKey, alert_id: AlertId) -> AlertView:
     return await _set_status(request, key, tenant, alert_id, "acknowledged")
 
 
@@ -362,5 +365,5 @@ async def acknowledge(request: Request, key: AdminKey, tenant: TenantDep, alert_
     responses={**_WRITE, **_NOT_FOUND},
     summary="Resolve an alert (admin): records who and when",
 )
-async def resolve(request: Request, key: AdminKey, tenant: TenantDep, alert_id: AlertId) -> AlertView:
+async def resolve(request: Request, tenant: TenantDep, key: AdminKey, alert_id: AlertId) -> AlertView:
     return await _set_status(request, key, tenant, alert_id, "resolved")
