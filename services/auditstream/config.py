@@ -82,7 +82,10 @@ class Settings(BaseSettings):
         300.0, ge=0, le=86400, description="Events this much older than a group's newest still count."
     )
     alert_poll_seconds: float = Field(0.2, gt=0, description="How often the evaluator looks for new events.")
-    alert_page_size: int = Field(5000, ge=1, le=100_000, description="Stored events evaluated per step.")
+    # 20,000: per page the evaluator commits every window state the page touched once, so
+    # larger pages cost less per event; measured: 100 rules cost ~37% of ingest at 5,000
+    # and ~2% at 20,000 (README, Alert rules).
+    alert_page_size: int = Field(20000, ge=1, le=100_000, description="Stored events evaluated per step.")
     alert_delivery_timeout_seconds: float = Field(10.0, gt=0)
     alert_retry_initial_seconds: float = Field(
         1.0, gt=0, description="First retry delay (doubles, jittered)."

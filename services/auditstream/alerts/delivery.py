@@ -114,6 +114,8 @@ class DeliveryWorker:
             self._client = client
             try:
                 while not stop.is_set():
+                    # Cleared before looking, so a wake-up during the look is not lost.
+                    self._wake.clear()
                     free = self.concurrency - len(self._in_flight)
                     if free > 0:
                         try:
@@ -127,7 +129,6 @@ class DeliveryWorker:
                             task = asyncio.create_task(self._attempt(d))
                             self._in_flight[d["id"]] = task
                             task.add_done_callback(lambda _, i=d["id"]: self._in_flight.pop(i, None))
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             finally:
