@@ -360,6 +360,14 @@ def test_alert_survives_sigkill_mid_window(
         assert len(fired) == 1
         assert len(fired[0]["event_ids"]) == 5
         hooks.wait_for(lambda: len(hooks.on(t.path)) >= 1, "the delivery after the restart")
+        # Delivery is at least once: a kill between the receiver's answer and the recorded
+        # attempt sends again. Kill only once the attempt is recorded, to see nothing else repeats.
+        t.until(
+            lambda: (
+                t.http.get(f"/v1/alerts/{fired[0]['id']}").json()["deliveries"][0]["status"] == "delivered"
+            ),
+            "the delivery recorded",
+        )
         # Replay: kill again and restart; nothing is evaluated twice, nothing fires again.
         process.kill()
         process.start()
