@@ -69,6 +69,7 @@ async def run_services(
 
     proc: Processor | None = None
     sealer: RunningSealer | None = None
+    alerts = None
     server: _Server | None = None
     serve_task: asyncio.Task[None] | None = None
     try:
@@ -79,6 +80,12 @@ async def run_services(
             if settings.sealer_enabled:
                 # A feed follower on its own thread: it reads what the processor stored.
                 sealer = start_sealer(settings, store)
+            if settings.alerts_enabled:
+                # A feed follower: reads what the processor stored, never on its write path.
+                from auditstream.alerts.follower import AlertService
+
+                alerts = AlertService(settings, store)
+                await alerts.start()
         api_url = None
         # A processor alone still serves /healthz, /readyz and /metrics on the API port.
         if api or proc:
@@ -119,6 +126,8 @@ async def run_services(
                 await serve_task
         if sealer:
             await asyncio.to_thread(sealer.stop)
+        if alerts:
+            await alerts.stop()
         if proc:
             await proc.stop()
         await asyncio.to_thread(store.close)

@@ -28,7 +28,18 @@ from auditstream.api.errors import ErrorMiddleware, install_error_handlers
 from auditstream.api.keys import CachedVerifier, KeyStore
 from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
 from auditstream.api.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks
-from auditstream.api.routes import checkpoints, events, export, exports, feed, health, ingest, live, stats
+from auditstream.api.routes import (
+    alerts,
+    checkpoints,
+    events,
+    export,
+    exports,
+    feed,
+    health,
+    ingest,
+    live,
+    stats,
+)
 from auditstream.config import Settings
 from auditstream.store import Store
 
@@ -93,6 +104,7 @@ def create_app(
         app.include_router(exports.router)
         app.include_router(ingest.router)
         app.include_router(checkpoints.router)
+        app.include_router(alerts.router)
     app.include_router(health.router)
     install_docs(app)
     return app

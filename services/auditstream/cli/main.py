@@ -37,7 +37,19 @@ def _main(
 
 
 # Sub-commands: one module each under auditstream/cli/.
-from auditstream.cli import bench, client, demo, dlq, emit, integrity, keys, migrate, reconcile, run  # noqa: E402
+from auditstream.cli import (  # noqa: E402
+    alerts,
+    bench,
+    client,
+    demo,
+    dlq,
+    emit,
+    integrity,
+    keys,
+    migrate,
+    reconcile,
+    run,
+)
 
 app.command("run")(run.run)
 app.command("processor")(run.processor)
@@ -54,6 +66,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(integrity.app, name="checkpoint")
 app.command("verify")(integrity.verify)
+app.add_typer(alerts.app, name="alerts")
 
 if __name__ == "__main__":
     app()
