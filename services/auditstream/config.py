@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3"
     )
 
+    # --- web viewer ----------------------------------------------------------
+    web_session_hours: float = Field(
+        8.0,
+        gt=0,
+        le=24 * 7,
+        description="A viewer sign-in lasts this long (the key is re-checked on each request).",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")

@@ -25,7 +25,7 @@ from auditstream.api.background import install_background
 from auditstream.api.errors import ErrorMiddleware, install_error_handlers
 from auditstream.api.keys import CachedVerifier, KeyStore
 from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
-from auditstream.api.routes import events, export, exports, feed, health, ingest, live, stats
+from auditstream.api.routes import actors, events, export, exports, feed, health, ingest, live, stats
 from auditstream.config import Settings
 from auditstream.store import Store
 
@@ -80,5 +80,11 @@ def create_app(
         app.include_router(live.router)
         app.include_router(exports.router)
         app.include_router(ingest.router)
+        app.include_router(actors.router)
     app.include_router(health.router)
+    if query_routes:
+        # The web viewer at / (imported here: a processor running alone never loads it).
+        from auditstream.web import install_web
+
+        install_web(app, settings)
     return app
