@@ -173,7 +173,25 @@
     });
   }
 
+  // Empty filter fields stay out of the URL, so it holds exactly the active filters.
+  function setupFilterForm() {
+    var form = document.getElementById("filter-form");
+    if (!form) { return; }
+    form.addEventListener("submit", function () {
+      var fields = form.querySelectorAll("input[name], select[name]");
+      for (var i = 0; i < fields.length; i++) {
+        var el = fields[i];
+        var empty = el.multiple ? el.selectedOptions.length === 0 : el.value.trim() === "";
+        if (empty) { el.disabled = true; }
+      }
+      window.setTimeout(function () {
+        for (var j = 0; j < fields.length; j++) { fields[j].disabled = false; }
+      }, 0);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setupFilterForm();
     formatTimes(document);
     updateCount();
     setupTimeToggle();
