@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from auditstream.api.keys import KeyStore, Role
@@ -272,10 +273,10 @@ def test_table_times_in_viewer_zone_with_utc_toggle(page: Page, loaded: Loaded, 
     )
     assert stamps == sorted(stamps, reverse=True)
     expect(page.locator("#shown")).to_have_text("50")
+    page.screenshot(path=str(shots / "viewer-table.png"))
     page.click("#load-more")
     expect(page.locator("#shown")).to_have_text("100")
     assert page.locator("tr[data-event-id]").count() == 100
-    page.screenshot(path=str(shots / "viewer-table.png"))
     page.click("#tz-toggle")
     expect(first).to_have_text(re.compile(r" UTC$"))
     page.click("#tz-toggle")
@@ -304,6 +305,34 @@ def test_filter_by_action_and_preset_chip_removal_reload_and_back(page: Page, lo
     expect(page).to_have_url(re.compile(r"action=scan\.\*"))
     expect(page.locator("#action-select option[value='scan.*']")).to_be_attached()
     assert all(a.startswith("scan.") for a in row_actions(page))
+
+
+def test_histogram_click_and_drag_narrow_the_range(page: Page, loaded: Loaded) -> None:
+    sign_in(page, loaded.keys[f"{TENANT}:reader"], "/?outcome=failure")
+    bars = page.locator(".histogram a.bar-link")
+    assert bars.count() >= 2
+    start, end = bars.last.get_attribute("data-start"), bars.last.get_attribute("data-end")
+    bars.last.locator("rect").click()
+    expect(page).to_have_url(re.compile(r"until="))
+    expect(page.locator('input[name="since"]')).to_have_value(start or "")
+    expect(page.locator('input[name="until"]')).to_have_value(end or "")
+    expect(page).to_have_url(re.compile(r"outcome=failure"))  # the other filters stay
+    stamps = page.locator("tr[data-event-id] time.ts").evaluate_all(
+        "els => els.map(e => e.getAttribute('datetime'))"
+    )
+    assert stamps and all(start <= s < end for s in stamps)
+    # Dragging from the first bar to the last narrows to the span they cover.
+    page.goto("/?outcome=failure&since=-3d")
+    bars = page.locator(".histogram a.bar-link")
+    first_start = bars.first.get_attribute("data-start")
+    last_end = bars.last.get_attribute("data-end")
+    bars.first.locator("rect").hover()
+    page.mouse.down()
+    bars.nth(bars.count() // 2).locator("rect").hover()
+    bars.last.locator("rect").hover()
+    page.mouse.up()
+    expect(page.locator('input[name="since"]')).to_have_value(first_start or "")
+    expect(page.locator('input[name="until"]')).to_have_value(last_end or "")
 
 
 def test_window_limit_message(page: Page, loaded: Loaded) -> None:
@@ -417,6 +446,19 @@ def test_export_from_the_page_equals_v1_export(page: Page, loaded: Loaded, shots
     assert expected.status_code == 200
     assert downloaded == expected.content
     assert downloaded.count(b"\n") > 10
+    # The download from the page is audited like any other: export.downloaded of this job.
+    deadline = time.monotonic() + 30
+    while True:
+        audit = httpx.get(
+            f"{loaded.url}/v1/events",
+            params={"action": "export.downloaded", "since": "-1h"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["data"]
+        if any(job_id in orjson.dumps(e).decode() for e in audit):
+            break
+        assert time.monotonic() < deadline, f"no export.downloaded event for {job_id}: {audit}"
+        time.sleep(0.3)
     page.screenshot(path=str(shots / "viewer-exports.png"))
 
 

@@ -212,6 +212,7 @@ def _histogram(request: Request, session: WebSession, tenant: str, view: ViewSta
                 "start": g["key"],
                 "count": g["count"],
                 "height": round(100 * g["count"] / peak, 1) if peak else 0,
+                "end": _iso(end),
                 "url": view.url("/", since=g["key"], until=_iso(end)),
             }
         )

@@ -84,12 +84,23 @@ class SessionCodec:
         payload = {"k": token, "c": secrets.token_urlsafe(24)}
         return self._fernet.encrypt(orjson.dumps(payload)).decode()
 
-    def open(self, cookie: str | None, verifier: CachedVerifier) -> WebSession | None:
-        """The session of a cookie, or None: absent, forged, expired, or its key revoked."""
+    def open(
+        self, cookie: str | None, verifier: CachedVerifier, *, now: int | None = None
+    ) -> WebSession | None:
+        """The session of a cookie, or None: absent, forged, expired, or its key revoked.
+
+        ``now`` (Unix seconds) is for tests of expiry; the default is the current time.
+        """
         if not cookie or len(cookie) > 4096:
             return None
         try:
-            data = orjson.loads(self._fernet.decrypt(cookie.encode(), ttl=self.max_age))
+            raw = cookie.encode()
+            plain = (
+                self._fernet.decrypt(raw, ttl=self.max_age)
+                if now is None
+                else self._fernet.decrypt_at_time(raw, ttl=self.max_age, current_time=now)
+            )
+            data = orjson.loads(plain)
             token, csrf = data["k"], data["c"]
         except (InvalidToken, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None

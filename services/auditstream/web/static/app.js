@@ -190,8 +190,40 @@
     });
   }
 
+  // Histogram: a click on a bar narrows to its bucket (a plain link); dragging across
+  // bars narrows to the whole span, keeping the other filters of the URL.
+  function setupHistogram() {
+    var svg = document.querySelector(".histogram svg");
+    if (!svg) { return; }
+    var first = null;
+    var dragged = false;
+    function barOf(ev) { return ev.target.closest("a.bar-link"); }
+    svg.addEventListener("mousedown", function (ev) {
+      first = barOf(ev); dragged = false;
+      if (first) { ev.preventDefault(); }
+    });
+    svg.addEventListener("mouseover", function (ev) {
+      var bar = barOf(ev);
+      if (first && bar && bar !== first) { dragged = true; }
+    });
+    svg.addEventListener("mouseup", function (ev) {
+      var last = barOf(ev);
+      if (first && last && dragged) {
+        var a = first.getAttribute("data-start"), b = last.getAttribute("data-start");
+        var lo = a < b ? first : last, hi = a < b ? last : first;
+        var params = new URLSearchParams(window.location.search);
+        params.set("since", lo.getAttribute("data-start"));
+        params.set("until", hi.getAttribute("data-end"));
+        window.location.assign("/?" + params.toString());
+      }
+      first = null;
+    });
+    svg.addEventListener("click", function (ev) { if (dragged) { ev.preventDefault(); dragged = false; } });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setupFilterForm();
+    setupHistogram();
     formatTimes(document);
     updateCount();
     setupTimeToggle();
