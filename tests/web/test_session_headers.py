@@ -248,3 +248,10 @@ async def test_tenant_switch_is_offered_exactly_to_keys_that_may_pick_a_tenant(r
     except Forbidden:
         allowed = False
     assert may_switch_tenant(key) is allowed
+
+
+def test_pages_and_assets_are_compressed_the_api_is_not_touched(client: TestClient, tokens) -> None:
+    response = client.get("/static/vendor/htmx-2.0.11.min.js", headers={"Accept-Encoding": "gzip"})
+    assert response.headers.get("content-encoding") == "gzip"
+    api = client.get("/v1/events", headers={**auth(tokens, f"{A}:reader"), "Accept-Encoding": "gzip"})
+    assert "content-encoding" not in api.headers

@@ -5,10 +5,15 @@ app's own origin only: no inline script or style, no eval, no plugins, no framin
 (``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` for older browsers), forms
 post only to the app. The API (``/v1``) and Swagger UI (``/docs``, which loads its
 own assets) keep their own headers.
+
+Pages and static files are also gzip-compressed here (the first view is mostly htmx
+and the table): not the API, whose exports negotiate compression themselves, nor
+the live stream and export downloads of the viewer.
 """
 
 from __future__ import annotations
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CSP", "SecurityHeadersMiddleware", "is_web_path"]
@@ -36,6 +41,7 @@ def is_web_path(path: str) -> bool:
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_web_path(scope["path"]):
@@ -49,4 +55,6 @@ class SecurityHeadersMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        path = scope["path"]
+        plain = path.startswith("/ui/live") or path.endswith("/download")
+        await (self.app if plain else self.gzip)(scope, receive, send_with_headers)
