@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from auditstream.config import Settings
 from auditstream.web.render import STATIC_DIR, Renderer
-from auditstream.web.routes import router
+from auditstream.web.routes import NotSignedIn, router, signin_redirect
 from auditstream.web.security import SecurityHeadersMiddleware
 from auditstream.web.session import SessionCodec, load_secret
 
@@ -25,5 +25,6 @@ def install_web(app: FastAPI, settings: Settings) -> None:
         load_secret(settings.data_dir), max_age_seconds=int(settings.web_session_hours * 3600)
     )
     app.include_router(router)
+    app.add_exception_handler(NotSignedIn, signin_redirect)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SecurityHeadersMiddleware)

@@ -13,20 +13,23 @@ Pages: ``/`` (events: histogram, filters, table), ``/events/{id}`` (detail),
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import orjson
 from fastapi import APIRouter, Request
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from auditstream.api.deps import query_filters, require_role, resolve_tenant
-from auditstream.api.errors import ApiError
+from auditstream.api.errors import ApiError, BadRequest
 from auditstream.api.keys import ApiKey, Role
 from auditstream.api.routes import actors as actors_route
 from auditstream.api.routes import events as events_route
@@ -45,11 +48,13 @@ from auditstream.web.session import (
 )
 from auditstream.web.viewstate import PRESETS, ViewState, parse_view
 
-__all__ = ["PAGE_SIZE", "may_export", "may_switch_tenant", "router"]
+__all__ = ["PAGE_SIZE", "NotSignedIn", "may_export", "may_switch_tenant", "router", "signin_redirect"]
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
+# A live stream ends after this long; EventSource reconnects with Last-Event-ID by itself.
+LIVE_SECONDS = 600
 AROUND = timedelta(hours=1)
 # Operators may read any tenant. Until the Role.OPERATOR of the api-hardening work is
 # merged, resolve_tenant lets admin keys pick a tenant, and the viewer follows it.
@@ -88,27 +93,57 @@ def _qs(params: dict[str, str]) -> str:
     return urlencode(params)
 
 
-async def _reader(session: WebSession) -> ApiKey:
-    return await require_role(Role.READER)(session.key)
+class NotSignedIn(Exception):
+    """No valid session: the app answers with the sign-in page (see ``signin_redirect``)."""
 
 
-async def _tenant(session: WebSession, view: ViewState) -> str:
-    return await resolve_tenant(session.key, view.tenant)
+@dataclass(frozen=True, slots=True)
+class _Visit:
+    """A signed-in request: its session, the view in its URL, the key (role checked) and tenant."""
+
+    session: WebSession
+    view: ViewState
+    key: ApiKey
+    tenant: str
+
+
+async def _visit(
+    request: Request, role: Role = Role.READER, *, query: QueryParams | None = None, filters: bool = False
+) -> _Visit:
+    """Session, role and tenant of a request, checked by the API's own dependencies.
+
+    NotSignedIn without a valid session; ApiError for a role or tenant the key lacks, or
+    (``filters=True``) for filters that do not validate.
+    """
+    session = _session(request)
+    if session is None:
+        raise NotSignedIn
+    view = await parse_view(query if query is not None else request.query_params)
+    key = await require_role(role)(session.key)
+    tenant = await resolve_tenant(session.key, view.tenant)
+    if filters and view.filters is None:
+        raise BadRequest(view.error or "invalid filters", field=view.error_field)
+    return _Visit(session, view, key, tenant)
+
+
+async def signin_redirect(request: Request, exc: Exception) -> Response:
+    """The exception handler of NotSignedIn: to the sign-in page, back here afterwards."""
+    return _to_signin(request)
 
 
 def _json(response: Response) -> Any:
     return orjson.loads(bytes(response.body))
 
 
-def _base_context(request: Request, session: WebSession, view: ViewState, tenant: str) -> dict[str, Any]:
+def _base_context(request: Request, visit: _Visit) -> dict[str, Any]:
     return {
         "request": request,
-        "session": session,
-        "key": session.key,
-        "tenant": tenant,
-        "view": view,
-        "may_export": may_export(session.key),
-        "may_switch_tenant": may_switch_tenant(session.key),
+        "session": visit.session,
+        "key": visit.session.key,
+        "tenant": visit.tenant,
+        "view": visit.view,
+        "may_export": may_export(visit.session.key),
+        "may_switch_tenant": may_switch_tenant(visit.session.key),
     }
 
 
@@ -182,7 +217,9 @@ def _action_groups() -> list[tuple[str, list[str]]]:
     return sorted(groups.items())
 
 
-def _histogram(request: Request, session: WebSession, tenant: str, view: ViewState) -> dict[str, Any] | None:
+def _histogram(request: Request, visit: _Visit) -> dict[str, Any]:
+    """Matching events per hour (windows up to 3 days) or day, from the /v1/stats route."""
+    view = visit.view
     assert view.filters is not None
     settings = request.app.state.settings
     since, until = view.filters.resolve_window(
@@ -193,8 +230,8 @@ def _histogram(request: Request, session: WebSession, tenant: str, view: ViewSta
         stats_route.stats(
             request.app.state.store,
             settings,
-            session.key,
-            tenant,
+            visit.key,
+            visit.tenant,
             view.filters,
             group_by="time",
             bucket=bucket,
@@ -228,16 +265,14 @@ def _histogram(request: Request, session: WebSession, tenant: str, view: ViewSta
     }
 
 
-def _page_of_events(
-    request: Request, session: WebSession, tenant: str, view: ViewState, cursor: str | None
-) -> dict[str, Any]:
+def _page_of_events(request: Request, visit: _Visit, view: ViewState, cursor: str | None) -> dict[str, Any]:
     assert view.filters is not None
     return _json(
         events_route.list_events(
             request.app.state.store,
             request.app.state.settings,
-            session.key,
-            tenant,
+            visit.key,
+            visit.tenant,
             view.filters,
             order="desc",
             limit=PAGE_SIZE,
@@ -248,16 +283,12 @@ def _page_of_events(
 
 @router.get("/")
 async def events_page(request: Request) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_signin(request)
-    view = await parse_view(request.query_params)
     try:
-        await _reader(session)
-        tenant = await _tenant(session, view)
+        visit = await _visit(request)
     except ApiError as exc:
         return _renderer(request).error(request, exc.status_code, exc.message)
-    context = _base_context(request, session, view, tenant)
+    view = visit.view
+    context = _base_context(request, visit)
     context.update(
         presets=PRESETS,
         action_groups=_action_groups(),
@@ -265,83 +296,65 @@ async def events_page(request: Request) -> Response:
         histogram=None,
         formats=["csv", "json", "ndjson"],
     )
-    status = 200
+    status = 400  # invalid filters: the form comes back with the message naming the field
     if view.filters is not None:
         try:
-            context["histogram"] = await run_in_threadpool(_histogram, request, session, tenant, view)
-            context["page"] = await run_in_threadpool(_page_of_events, request, session, tenant, view, None)
+            context["histogram"] = await run_in_threadpool(_histogram, request, visit)
+            context["page"] = await run_in_threadpool(_page_of_events, request, visit, view, None)
+            status = 200
         except ApiError as exc:
-            view.error, view.error_field, status = exc.message, exc.field, 400
-    else:
-        status = 400
+            view.error, view.error_field = exc.message, exc.field
     return _renderer(request).page("events.html", context, status_code=status)
 
 
 @router.get("/ui/rows")
 async def more_rows(request: Request, cursor: str | None = None) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_signin(request)
-    view = await parse_view(request.query_params)
     try:
-        await _reader(session)
-        tenant = await _tenant(session, view)
-        if view.filters is None:
-            raise ApiError(view.error or "invalid filters", field=view.error_field)
-        page = await run_in_threadpool(_page_of_events, request, session, tenant, view, cursor)
+        visit = await _visit(request, filters=True)
+        page = await run_in_threadpool(_page_of_events, request, visit, visit.view, cursor)
     except ApiError as exc:
-        return _renderer(request).fragment("error_row.html", {"message": exc.message}, status_code=200)
-    return _renderer(request).fragment("rows.html", {"page": page, "view": view})
+        return _renderer(request).fragment("error_row.html", {"message": exc.message})
+    return _renderer(request).fragment("rows.html", {"page": page, "view": visit.view})
 
 
 @router.get("/ui/actors")
 async def actor_suggestions(request: Request) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_signin(request)
     prefix = (request.query_params.get("actor") or "").strip()
-    view = await parse_view(request.query_params)
     data: list[dict[str, Any]] = []
-    if prefix and len(prefix) <= 128:
-        try:
-            await _reader(session)
-            tenant = await _tenant(session, view)
-            response = await run_in_threadpool(
-                actors_route.suggest_actors,
-                request.app.state.store,
-                request.app.state.settings,
-                session.key,
-                tenant,
-                prefix,
-                10,
-            )
-            data = _json(response)["data"]
-        except ApiError:
-            data = []
+    visit = None
+    with contextlib.suppress(ApiError):  # a type-ahead offers nothing rather than an error
+        visit = await _visit(request)
+    if visit is not None and prefix and len(prefix) <= 128:
+        response = await run_in_threadpool(
+            actors_route.suggest_actors,
+            request.app.state.store,
+            request.app.state.settings,
+            visit.key,
+            visit.tenant,
+            prefix,
+            10,
+        )
+        data = _json(response)["data"]
     return _renderer(request).fragment("actors.html", {"actors": data})
 
 
 @router.get("/ui/live")
 async def live_rows(request: Request) -> Response:
     """``/v1/live`` for the viewer: the same stream, each event rendered as a table row."""
-    session = _session(request)
-    if session is None:
-        return Response(status_code=401)
-    view = await parse_view(request.query_params)
     try:
-        await _reader(session)
-        tenant = await _tenant(session, view)
-        if view.filters is None:
-            raise ApiError(view.error or "invalid filters", field=view.error_field)
+        visit = await _visit(request, filters=True)
+        assert visit.view.filters is not None
         upstream = await live_route.live(
             request,
             request.app.state.store,
-            session.key,
-            tenant,
-            view.filters,
-            max_seconds=600,
+            visit.key,
+            visit.tenant,
+            visit.view.filters,
+            max_seconds=LIVE_SECONDS,
             last_event_id=request.headers.get("last-event-id"),
         )
+    except NotSignedIn:
+        return Response(status_code=401)  # EventSource cannot follow a redirect to a page
     except ApiError as exc:
         return Response(exc.message, status_code=exc.status_code, media_type="text/plain")
     renderer = _renderer(request)
@@ -349,7 +362,7 @@ async def live_rows(request: Request) -> Response:
     async def rendered() -> AsyncIterator[bytes]:
         async for chunk in upstream.body_iterator:
             raw = chunk if isinstance(chunk, bytes) else str(chunk).encode()
-            yield renderer.sse_rows(raw, view)
+            yield renderer.sse_rows(raw, visit.view)
 
     return StreamingResponse(rendered(), media_type="text/event-stream", headers=dict(upstream.headers))
 
@@ -357,9 +370,7 @@ async def live_rows(request: Request) -> Response:
 # --- detail ---------------------------------------------------------------------------
 
 
-async def _around(
-    request: Request, session: WebSession, tenant: str, event: dict[str, Any], view: ViewState
-) -> list[dict[str, Any]]:
+async def _around(request: Request, visit: _Visit, event: dict[str, Any]) -> list[dict[str, Any]]:
     """Events of the same actor, and of the same resource, within an hour either side."""
     at = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
     window = {"since": _iso(at - AROUND), "until": _iso(at + AROUND)}
@@ -371,9 +382,9 @@ async def _around(
         )
     out = []
     for title, extra in sections:
-        sub = ViewState(raw={**window, **extra}, tenant=view.tenant)
+        sub = ViewState(raw={**window, **extra}, tenant=visit.view.tenant)
         sub.filters = await query_filters(**sub.raw)
-        page = await run_in_threadpool(_page_of_events, request, session, tenant, sub, None)
+        page = await run_in_threadpool(_page_of_events, request, visit, sub, None)
         out.append({"title": title, "page": page, "url": sub.url("/")})
     return out
 
@@ -384,28 +395,26 @@ def _iso(dt: datetime) -> str:
 
 @router.get("/events/{event_id}")
 async def event_page(request: Request, event_id: str) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_signin(request)
-    view = await parse_view(request.query_params)
     renderer = _renderer(request)
+    visit = None
     try:
-        await _reader(session)
-        tenant = await _tenant(session, view)
+        visit = await _visit(request)
         if len(event_id) > 64:
-            raise ApiError("event_id: not a UUID", field="event_id")
+            raise BadRequest("event_id: not a UUID", field="event_id")
         response = await run_in_threadpool(
-            events_route.get_event, request.app.state.store, session.key, tenant, event_id
+            events_route.get_event, request.app.state.store, visit.key, visit.tenant, event_id
         )
         event = _json(response)
+        around = await _around(request, visit, event)
     except ApiError as exc:
+        # Another tenant's event is "not found", exactly like the API says.
         message = "Event not found in this tenant." if exc.status_code == 404 else exc.message
-        return renderer.error(request, 404 if exc.status_code == 404 else exc.status_code, message, session)
-    context = _base_context(request, session, view, tenant)
+        return renderer.error(request, exc.status_code, message, visit.session if visit else None)
+    context = _base_context(request, visit)
     context.update(
         event=event,
         raw_json=orjson.dumps(event, option=orjson.OPT_INDENT_2).decode(),
-        around=await _around(request, session, tenant, event, view),
+        around=around,
         category=categorize(event["action"]),
     )
     return renderer.page("event.html", context)
@@ -414,26 +423,19 @@ async def event_page(request: Request, event_id: str) -> Response:
 # --- exports --------------------------------------------------------------------------
 
 
-async def _export_jobs(request: Request, session: WebSession, tenant: str) -> list[dict[str, Any]]:
-    jobs = await exports_route.list_exports(request, session.key, tenant, limit=50, status=None)
-    return [j.model_dump() for j in jobs.data]
-
-
 @router.get("/exports")
 async def exports_page(request: Request) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_signin(request)
-    view = await parse_view(request.query_params)
     renderer = _renderer(request)
+    session = _session(request)
     try:
-        await require_role(Role.EXPORTER)(session.key)
-        tenant = await _tenant(session, view)
-        jobs = await _export_jobs(request, session, tenant)
+        visit = await _visit(request, Role.EXPORTER)
+        history = await exports_route.list_exports(request, visit.key, visit.tenant, limit=50, status=None)
     except ApiError as exc:
         return renderer.error(request, exc.status_code, exc.message, session)
-    context = _base_context(request, session, view, tenant)
+    jobs = [j.model_dump() for j in history.data]
+    context = _base_context(request, visit)
     context.update(jobs=jobs, active=any(j["status"] in ("pending", "running") for j in jobs))
+    # htmx polls the table alone while a job is pending or running.
     template = "exports_table.html" if request.headers.get("hx-request") else "exports.html"
     return renderer.page(template, context)
 
@@ -442,43 +444,39 @@ async def exports_page(request: Request) -> Response:
 async def create_export(request: Request) -> Response:
     session = _session(request)
     if session is None:
-        return _to_signin(request)
+        raise NotSignedIn
     form = await _form(request)
     if not csrf_ok(session.csrf, form.get("csrf_token")):
         return Response("CSRF token missing or wrong", status_code=403, media_type="text/plain")
-    # The filters travel in the form as the query string of the view they came from.
-    view = await parse_view(QueryParams(form.get("view", "")))
     renderer = _renderer(request)
     try:
-        if view.filters is None:
-            raise ApiError(view.error or "invalid filters", field=view.error_field)
-        key = await require_role(Role.EXPORTER)(session.key)
-        tenant = await _tenant(session, view)
+        # The filters travel in the form as the query string of the view they came from.
+        visit = await _visit(request, Role.EXPORTER, query=QueryParams(form.get("view", "")), filters=True)
         body = exports_route.ExportCreate.model_validate(
             {
                 "name": form.get("name", "").strip() or "viewer export",
                 "format": form.get("format", "csv"),
-                "filters": {k: v for k, v in view.raw.items()},
+                "filters": dict(visit.view.raw),
             }
         )
-        await exports_route.create_export(request, body, key, tenant, request.app.state.settings)
+        await exports_route.create_export(request, body, visit.key, visit.tenant, request.app.state.settings)
     except ApiError as exc:
         return renderer.error(request, exc.status_code, exc.message, session)
-    except ValueError as exc:  # pydantic: name too long, unknown format
-        return renderer.error(request, 400, f"export: {str(exc).splitlines()[0]}", session)
-    return RedirectResponse(view.url("/exports", **{n: None for n in view.raw}), status_code=303)
+    except ValidationError as exc:  # a name too long, an unknown format
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ())) or "export"
+        return renderer.error(request, 400, f"{field}: {err['msg']}", session)
+    view = visit.view
+    return RedirectResponse(view.url("/exports", **dict.fromkeys(view.raw)), status_code=303)
 
 
 @router.get("/exports/{export_id}/download")
 async def download(request: Request, export_id: str) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_signin(request)
-    view = await parse_view(request.query_params)
     try:
-        key = await require_role(Role.EXPORTER)(session.key)
-        tenant = await _tenant(session, view)
+        visit = await _visit(request, Role.EXPORTER)
         # The API's own route: same checks, same export.downloaded audit record.
-        return await exports_route.download_export(request, key, tenant, export_id[:64], gzip_file=False)
+        return await exports_route.download_export(
+            request, visit.key, visit.tenant, export_id[:64], gzip_file=False
+        )
     except ApiError as exc:
-        return _renderer(request).error(request, exc.status_code, exc.message, session)
+        return _renderer(request).error(request, exc.status_code, exc.message, _session(request))
