@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The repository checkout; schemas/ lives beside services/.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,21 @@ class Settings(BaseSettings):
     keys_path: Path | None = Field(
         None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3"
     )
+    # NoDecode: the variable is a plain comma-separated list, not JSON.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed."
+        " Empty: the TCP peer is the client.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        from auditstream.api.proxies import parse_networks  # stdlib-only module
+
+        entries = value.split(",") if isinstance(value, str) else value
+        parse_networks(entries)  # refuse a typo at start-up, naming it
+        return [e.strip() for e in entries if e.strip()]
 
     # --- web viewer ----------------------------------------------------------
     web_session_hours: float = Field(

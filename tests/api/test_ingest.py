@@ -69,14 +69,14 @@ def test_one_event_and_a_batch_are_published(
     client: TestClient, tokens: dict[str, str], kafka_bootstrap: str, topics: Topics
 ) -> None:
     single = make_event(A, 1)
-    r = client.post("/v1/events", json=single, headers=bearer(tokens[f"{A}:reader"]))
+    r = client.post("/v1/events", json=single, headers=bearer(tokens[f"{A}:ingest"]))
     assert r.status_code == 202, r.text
     assert r.json() == {"accepted": 1, "event_ids": [single["event_id"]]}
 
     batch = [make_event(A, n) for n in range(2, 52)]
     del batch[0]["event_id"]  # assigned by the API
     body = ndjson(batch).replace(b"\n", b"\n\n", 1)  # blank lines are ignored
-    r = client.post("/v1/events", content=body, headers={**bearer(tokens[f"{A}:reader"]), **NDJSON})
+    r = client.post("/v1/events", content=body, headers={**bearer(tokens[f"{A}:ingest"]), **NDJSON})
     assert r.status_code == 202, r.text
     ids = r.json()["event_ids"]
     assert len(ids) == 50 and ids[1:] == [e["event_id"] for e in batch[1:]]
@@ -95,7 +95,7 @@ def test_any_invalid_event_rejects_the_whole_batch(
     bad_action = {**make_event(A, 5), "action": "Login"}
     lines = [orjson.dumps(e) for e in (good[0], bad_actor, good[1], bad_action, good[2])] + [b"{not json"]
     r = client.post(
-        "/v1/events", content=b"\n".join(lines), headers={**bearer(tokens[f"{A}:reader"]), **NDJSON}
+        "/v1/events", content=b"\n".join(lines), headers={**bearer(tokens[f"{A}:ingest"]), **NDJSON}
     )
     assert r.status_code == 422, r.text
     err = r.json()["error"]
@@ -106,7 +106,7 @@ def test_any_invalid_event_rejects_the_whole_batch(
     # Nothing of the batch reached the topic, not even the valid events: a sentinel sent
     # afterwards arrives (same tenant, same partition) and none of them came before it.
     sentinel = make_event(A, 9)
-    r = client.post("/v1/events", json=sentinel, headers=bearer(tokens[f"{A}:reader"]))
+    r = client.post("/v1/events", json=sentinel, headers=bearer(tokens[f"{A}:ingest"]))
     assert r.status_code == 202
     got = published(kafka_bootstrap, topics.events, {sentinel["event_id"]})
     assert set(got) == {sentinel["event_id"]}
@@ -118,23 +118,68 @@ def test_any_invalid_event_rejects_the_whole_batch(
 
 def test_tenant_must_be_the_keys(client: TestClient, tokens: dict[str, str]) -> None:
     mixed = [make_event(A, 1), make_event(B, 2)]
-    r = client.post("/v1/events", content=ndjson(mixed), headers={**bearer(tokens[f"{A}:admin"]), **NDJSON})
+    r = client.post("/v1/events", content=ndjson(mixed), headers={**bearer(tokens[f"{A}:ingest"]), **NDJSON})
     assert r.status_code == 403 and r.json()["error"]["field"] == "tenant_id"
-    r = client.post("/v1/events", json=make_event(B, 3), headers=bearer(tokens[f"{A}:reader"]))
+    r = client.post("/v1/events", json=make_event(B, 3), headers=bearer(tokens[f"{A}:ingest"]))
     assert r.status_code == 403 and r.json()["error"]["field"] == "tenant_id"
-    # An admin ingests for the tenant it selects; a non-admin cannot select another one.
+    # An ingest key cannot select another tenant either.
     r = client.post(
-        "/v1/events", params={"tenant": B}, json=make_event(B, 4), headers=bearer(tokens[f"{A}:admin"])
+        "/v1/events", params={"tenant": B}, json=make_event(B, 4), headers=bearer(tokens[f"{A}:ingest"])
     )
-    assert r.status_code == 202, r.text
+    assert r.status_code == 403 and r.json()["error"]["field"] == "tenant", r.text
+
+
+@pytest.mark.parametrize("role", ["reader", "exporter", "admin", "operator"])
+def test_only_the_ingest_role_may_ingest(
+    client: TestClient, tokens: dict[str, str], kafka_bootstrap: str, topics: Topics, role: str
+) -> None:
+    # Issue 9: a reader POSTed a forged event. Ingest is its own role now; no other role has it.
+    forged = make_event(A, 7)
+    r = client.post("/v1/events", json=forged, headers=bearer(tokens[f"{A}:{role}"]))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    assert "ingest" in r.json()["error"]["message"]
+    sentinel = make_event(A, 8)
+    assert client.post("/v1/events", json=sentinel, headers=bearer(tokens[f"{A}:ingest"])).status_code == 202
+    records = read_topic(
+        kafka_bootstrap, topics.events, lambda rs: sentinel["event_id"] in {x.get("event_id") for x in rs}
+    )
+    assert forged["event_id"] not in {x.get("event_id") for x in records}
+
+
+def test_an_ingest_key_reads_nothing(client: TestClient, tokens: dict[str, str]) -> None:
+    for path in ("/v1/events", "/v1/stats", "/v1/feed", "/v1/export", "/v1/exports"):
+        r = client.get(path, headers=bearer(tokens[f"{A}:ingest"]))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)
+
+
+@pytest.mark.parametrize("service", ["auditstream-api", "auditstream-cli", " AuditStream-API "])
+def test_the_apis_own_trail_cannot_be_imitated(
+    client: TestClient, tokens: dict[str, str], kafka_bootstrap: str, topics: Topics, service: str
+) -> None:
+    good = make_event(A, 1)
+    imitation = {
+        **make_event(A, 2),
+        "action": "export.downloaded",
+        "source": {"service": service},
+    }
     r = client.post(
-        "/v1/events", params={"tenant": B}, json=make_event(B, 5), headers=bearer(tokens[f"{A}:exporter"])
+        "/v1/events", content=ndjson([good, imitation]), headers={**bearer(tokens[f"{A}:ingest"]), **NDJSON}
     )
-    assert r.status_code == 403
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == "1.source.service"
+    assert {(e["index"], e["field"]) for e in err["errors"]} == {(1, "source.service")}
+    assert "reserved" in err["errors"][0]["message"]
+    sentinel = make_event(A, 9)
+    assert client.post("/v1/events", json=sentinel, headers=bearer(tokens[f"{A}:ingest"])).status_code == 202
+    records = read_topic(
+        kafka_bootstrap, topics.events, lambda rs: sentinel["event_id"] in {x.get("event_id") for x in rs}
+    )
+    assert not {good["event_id"], imitation["event_id"]} & {x.get("event_id") for x in records}
 
 
 def test_limits_and_media_types(client: TestClient, tokens: dict[str, str]) -> None:
-    auth = bearer(tokens[f"{A}:reader"])
+    auth = bearer(tokens[f"{A}:ingest"])
     huge = b"x" * (MAX_BODY_BYTES + 1)
     r = client.post("/v1/events", content=huge, headers={**auth, **NDJSON})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
@@ -159,7 +204,7 @@ def test_broker_down_is_503_and_publishes_nothing(
     from tests.fixtures.kafka import free_port
 
     settings = api_settings(tmp_path, clickhouse_dsn, clickhouse_database, f"127.0.0.1:{free_port()}", "t")
-    token = KeyStore(settings.resolved_keys_path).create(A, Role.READER).token
+    token = KeyStore(settings.resolved_keys_path).create(A, Role.INGEST).token
     store = Store(clickhouse_dsn, clickhouse_database)
     store.open()
     try:

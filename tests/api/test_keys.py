@@ -61,9 +61,66 @@ def test_wrong_secret_and_malformed_tokens(keystore: KeyStore) -> None:
     assert parse_token(new.token) == (key_id, secret)
 
 
-def test_roles_are_ordered() -> None:
-    assert Role.ADMIN.allows(Role.EXPORTER) and Role.EXPORTER.allows(Role.READER)
-    assert not Role.READER.allows(Role.EXPORTER) and not Role.EXPORTER.allows(Role.ADMIN)
+def test_role_grants() -> None:
+    # The whole table (issue 9): ingest is apart from the reading roles, operator is the
+    # only role that may choose its tenant.
+    expected = {
+        Role.READER: {Role.READER},
+        Role.INGEST: {Role.INGEST},
+        Role.EXPORTER: {Role.READER, Role.EXPORTER},
+        Role.ADMIN: {Role.READER, Role.EXPORTER, Role.ADMIN},
+        Role.OPERATOR: {Role.READER, Role.EXPORTER, Role.ADMIN, Role.OPERATOR},
+    }
+    for role in Role:
+        assert {r for r in Role if role.allows(r)} == expected[role] == set(role.grants), role
+        assert role.any_tenant is (role is Role.OPERATOR)
+    assert not any(role.allows(Role.INGEST) for role in Role if role is not Role.INGEST)
+
+
+def test_old_key_file_gains_the_new_roles(tmp_path: Path) -> None:
+    # A key file created before issue 9 has a CHECK constraint naming three roles only.
+    path = tmp_path / "old.sqlite3"
+    old = KeyStore(path).create("acme", Role.READER, "from before")
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT * FROM api_keys").fetchall()
+        conn.execute("DROP TABLE api_keys")
+        conn.execute(
+            "CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, role TEXT NOT NULL"
+            " CHECK (role IN ('reader', 'exporter', 'admin')), name TEXT NOT NULL DEFAULT '',"
+            " secret_hash TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT)"
+        )
+        conn.executemany("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO api_keys VALUES ('x', 'acme', 'operator', '', 'h', 't', NULL)")
+    store = KeyStore(path)
+    assert store.verify(old.token) is not None  # the old key survives the rebuild, hash and all
+    for role in (Role.INGEST, Role.OPERATOR):
+        new = store.create("acme", role)
+        assert store.verify(new.token) is not None and store.verify(new.token).role is role  # type: ignore[union-attr]
+    with sqlite3.connect(path) as conn, pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO api_keys VALUES ('y', 'acme', 'root', '', 'h', 't', NULL)")
+
+
+def test_cli_offers_every_role_and_warns_about_operator(tmp_path: Path) -> None:
+    from auditstream.cli.keys import ROLE_HELP, RoleChoice
+
+    env = {"AUDITSTREAM_KEYS_PATH": str(tmp_path / "k.sqlite3")}
+    for role in ("ingest", "operator"):
+        r = CliRunner().invoke(
+            cli_app, ["keys", "create", "--tenant", "acme", "--role", role, "--no-audit"], env=env
+        )
+        assert r.exit_code == 0, r.output
+        key = KeyStore(tmp_path / "k.sqlite3").verify(r.stdout.strip())
+        assert key is not None and key.role.value == role
+
+    assert [c.value for c in RoleChoice] == [r.value for r in Role]
+    assert "operator: admin rights on EVERY tenant: may read and write every tenant" in ROLE_HELP
+    r = CliRunner().invoke(cli_app, ["keys", "create", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    flat = " ".join(r.output.split())
+    for role in Role:
+        assert role.value in flat
+    assert "may read and write every tenant" in flat
 
 
 def test_invalid_tenant_or_role_refused(keystore: KeyStore) -> None:

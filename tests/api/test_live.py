@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 import uvicorn
 
 from auditstream.api.app import create_app
+from auditstream.api.keys import KeyStore, Role
+from auditstream.api.routes.feed import encode_feed_cursor
 from auditstream.config import Settings
 from auditstream.store import Store
 from tests.api._support import auth, event, make_settings, make_tokens, row
@@ -120,3 +123,42 @@ def test_live_is_bounded_and_scoped(base_url: str, tokens: dict[str, str]) -> No
         assert r.status_code == 403
         r = http.get(f"{base_url}/v1/live", headers={**auth(tokens, f"{A}:reader"), "Last-Event-ID": "junk"})
         assert r.status_code == 400
+
+
+def test_a_revoked_keys_stream_ends_within_seconds(base_url: str, settings: Settings, store: Store) -> None:
+    keys = KeyStore(settings.resolved_keys_path)
+    new = keys.create(A, Role.READER, "revoked while streaming")
+    headers = {"Authorization": f"Bearer {new.token}"}
+    with (
+        httpx.Client(timeout=httpx.Timeout(30, read=30)) as http,
+        http.stream("GET", f"{base_url}/v1/live", params={"max_seconds": "120"}, headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(lines) == ": connected"
+        # The stream is alive: an event stored now arrives.
+        store.insert_rows([row(event(A, "user.login", "while-valid", datetime.now(UTC)), 900)])
+        assert [e["actor"]["id"] for _, e in read_events(lines, 1, time.monotonic() + 15)] == ["while-valid"]
+        assert keys.revoke(new.key.key_id)
+        revoked_at = time.monotonic()
+        rest = list(lines)  # ends when the server closes the stream (read timeout 30 s otherwise)
+        closed_after = time.monotonic() - revoked_at
+    # KEY_CHECK_SECONDS (1 s) + the verification cache (2 s), with room for a slow machine.
+    assert closed_after < 10, closed_after
+    assert "event: error" in rest and any('"unauthorized"' in line for line in rest), rest
+    # And the key is refused from then on.
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"{base_url}/v1/live", headers=headers).status_code == 401
+
+
+def test_forged_last_event_id_is_400(base_url: str, tokens: dict[str, str]) -> None:
+    # Issue 9: non-ASCII digits as a partition number were a 500 through Last-Event-ID too.
+    good = encode_feed_cursor(A, {0: 1})
+    data = orjson.loads(base64.urlsafe_b64decode(good + "=" * (-len(good) % 4)))
+    headers = auth(tokens, f"{A}:reader")
+    with httpx.Client(timeout=10) as http:
+        for partitions in ({"²": 5}, {"٣": 1}, {"0": -1}):
+            data["p"] = partitions
+            forged = base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+            r = http.get(f"{base_url}/v1/live", headers={**headers, "Last-Event-ID": forged})
+            assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID", r.text

@@ -18,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import auditstream
 from auditstream.api.background import install_background
+from auditstream.api.deps import reject_unknown_parameters
+from auditstream.api.docs import install_docs
 from auditstream.api.errors import ErrorMiddleware, install_error_handlers
 from auditstream.api.keys import CachedVerifier, KeyStore
 from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
+from auditstream.api.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks
 from auditstream.api.routes import actors, events, export, exports, feed, health, ingest, live, stats
 from auditstream.config import Settings
 from auditstream.store import Store
@@ -53,6 +56,11 @@ def create_app(
         title="auditstream",
         version=getattr(auditstream, "__version__", "0.1.0"),
         description="Query API of the auditstream audit log. Send `Authorization: Bearer <key>`.",
+        # /docs and /redoc are served from local assets (install_docs), not a CDN.
+        docs_url=None,
+        redoc_url=None,
+        # Every route: a query parameter it does not declare is a 400 naming it.
+        dependencies=[Depends(reject_unknown_parameters)],
     )
     keys = KeyStore(settings.resolved_keys_path)
     metrics = ApiMetrics()
@@ -71,6 +79,10 @@ def create_app(
     # 500s that ErrorMiddleware produces are counted too.
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: every layer (metrics, logs, routes) sees the same client address.
+    app.add_middleware(
+        TrustedProxyMiddleware, proxies=TrustedProxies(parse_networks(settings.trusted_proxies))
+    )
 
     if query_routes:
         app.include_router(events.router)
@@ -82,6 +94,7 @@ def create_app(
         app.include_router(ingest.router)
         app.include_router(actors.router)
     app.include_router(health.router)
+    install_docs(app)
     if query_routes:
         # The web viewer at / (imported here: a processor running alone never loads it).
         from auditstream.web import install_web

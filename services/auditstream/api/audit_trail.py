@@ -1,9 +1,9 @@
-"""The API's own audit trail: exports and key changes written to the audit log.
+"""The API's own audit trail: exports, feed reads and key changes written to the audit log.
 
-Creating or downloading an export and creating or revoking a key are events of the
-tenant concerned (``export.created``, ``export.downloaded``, ``key.created``,
-``key.revoked``), published to the same topic as every other event, so analysts
-find them with the same queries.
+Creating or downloading an export, starting a SIEM feed session and creating or
+revoking a key are events of the tenant concerned (``export.created``,
+``export.downloaded``, ``feed.read``, ``key.created``, ``key.revoked``), published to
+the same topic as every other event, so analysts find them with the same queries.
 
 Failure policy (documented in the README of issue 4):
 
@@ -36,6 +36,7 @@ __all__ = [
     "CLI_ACTOR",
     "api_actor",
     "export_event",
+    "feed_event",
     "key_event",
     "record",
     "record_sync",
@@ -83,6 +84,24 @@ def export_event(
         "outcome": "success",
         "source": dict(SOURCE_API),
         "details": details,
+    }
+
+
+def feed_event(tenant_id: str, actor: dict[str, str], session: str, start: str) -> dict[str, Any]:
+    """``feed.read``: a SIEM feed cursor session began (one event per session, not per page).
+
+    ``start`` is how it began: ``earliest``/``latest`` (no cursor) or ``cursor`` (a cursor
+    whose session this process cannot vouch for, e.g. issued before a restart).
+    """
+    return {
+        "occurred_at": _now(),
+        "tenant_id": tenant_id,
+        "action": "feed.read",
+        "actor": actor,
+        "resource": {"type": "feed_session", "id": session},
+        "outcome": "success",
+        "source": dict(SOURCE_API),
+        "details": {"start": start},
     }
 
 

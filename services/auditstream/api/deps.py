@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from auditstream.api.errors import BadRequest, Forbidden, Unauthorized
 from auditstream.api.keys import ApiKey, CachedVerifier, Role
@@ -32,10 +35,13 @@ __all__ = [
     "CurrentKey",
     "ExporterKey",
     "FiltersDep",
+    "IngestKey",
     "ReaderKey",
     "SettingsDep",
     "StoreDep",
     "TenantDep",
+    "key_still_valid",
+    "reject_unknown_parameters",
     "require_role",
 ]
 
@@ -57,12 +63,15 @@ StoreDep = Annotated[Store, Depends(get_store)]
 VerifierDep = Annotated[CachedVerifier, Depends(get_verifier)]
 
 
-def current_key(request: Request, verifier: VerifierDep) -> ApiKey:
-    """The key from ``Authorization: Bearer <key>``; 401 when absent, malformed, unknown or revoked.
+# Declares the bearer scheme in OpenAPI (every route that authenticates lists it, so
+# "Authorize" in /docs works). auto_error=False: the header is parsed below, so a
+# missing or malformed one gets our own 401 body rather than FastAPI's.
+_BEARER = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="An API key: `ask_<key_id>_<secret>`."
+)
 
-    A plain ``def`` so FastAPI runs it in the thread pool: a cache miss reads SQLite.
-    The messages do not distinguish unknown from revoked keys on purpose.
-    """
+
+def _bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
@@ -70,7 +79,20 @@ def current_key(request: Request, verifier: VerifierDep) -> ApiKey:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
         raise Unauthorized("malformed Authorization header; expected 'Bearer <api key>'")
-    key = verifier.verify(token)
+    return token
+
+
+def current_key(
+    request: Request,
+    verifier: VerifierDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> ApiKey:
+    """The key from ``Authorization: Bearer <key>``; 401 when absent, malformed, unknown or revoked.
+
+    A plain ``def`` so FastAPI runs it in the thread pool: a cache miss reads SQLite.
+    The messages do not distinguish unknown from revoked keys on purpose.
+    """
+    key = verifier.verify(_bearer_token(request))
     if key is None:
         raise Unauthorized("invalid or revoked API key")
     request.state.api_key = key  # for access logs
@@ -78,6 +100,21 @@ def current_key(request: Request, verifier: VerifierDep) -> ApiKey:
 
 
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def key_still_valid(request: Request) -> bool:
+    """Whether the key that opened this request still verifies (not revoked since).
+
+    For long-lived responses (``/v1/live``): re-checks through the same short cache as
+    every request, so a revoked key is noticed within ``KEY_CACHE_SECONDS`` of a call.
+    Reads SQLite on a cache miss: call it from a worker thread.
+    """
+    try:
+        token = _bearer_token(request)
+    except Unauthorized:
+        return False
+    verifier: CachedVerifier = request.app.state.verifier
+    return verifier.verify(token) is not None
 
 
 def require_role(role: Role) -> Callable[[ApiKey], Awaitable[ApiKey]]:
@@ -93,6 +130,7 @@ def require_role(role: Role) -> Callable[[ApiKey], Awaitable[ApiKey]]:
 
 
 ReaderKey = Annotated[ApiKey, Depends(require_role(Role.READER))]
+IngestKey = Annotated[ApiKey, Depends(require_role(Role.INGEST))]
 ExporterKey = Annotated[ApiKey, Depends(require_role(Role.EXPORTER))]
 AdminKey = Annotated[ApiKey, Depends(require_role(Role.ADMIN))]
 
@@ -105,15 +143,24 @@ async def resolve_tenant(
     tenant: Annotated[
         str | None,
         Query(
-            max_length=64, description="Admin keys only: query another tenant. Defaults to the key's tenant."
+            max_length=64,
+            description="Operator keys only: act on another tenant. Defaults to the key's tenant.",
         ),
     ] = None,
 ) -> str:
-    """The tenant a request reads: always the key's, unless an admin key picks another one."""
+    """The tenant a request acts on: always the key's, unless an operator key picks another one.
+
+    A tenant admin administers its own tenant only; reaching into another one needs
+    the ``operator`` role, created on purpose (``auditstream keys create --role operator``).
+    """
     if tenant is None or tenant == key.tenant_id:
         return key.tenant_id
-    if key.role is not Role.ADMIN:
-        raise Forbidden("this key may only read its own tenant", field="tenant")
+    if not key.role.any_tenant:
+        raise Forbidden(
+            f"tenant: this key ({key.role.value}) may only act on its own tenant "
+            f"{key.tenant_id}; other tenants need an operator key",
+            field="tenant",
+        )
     if not _TENANT_RE.match(tenant):
         raise BadRequest("tenant: not a valid tenant id", field="tenant")
     return tenant
@@ -290,3 +337,53 @@ async def query_filters(
 
 
 FiltersDep = Annotated[QueryFilters, Depends(query_filters)]
+
+
+# --- unknown query parameters ------------------------------------------------------
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+# id(route) -> (route, names): routes are not hashable; the identity check keeps an id
+# reused by another app's route (tests build many apps) from answering with stale names.
+_DECLARED: dict[int, tuple[APIRoute, frozenset[str]]] = {}
+
+
+def _declared_query_parameters(route: APIRoute) -> frozenset[str]:
+    """Every query parameter the route and its dependencies declare (by alias, as sent)."""
+    hit = _DECLARED.get(id(route))
+    if hit is not None and hit[0] is route:
+        return hit[1]
+    names = frozenset(_query_names(route.dependant))
+    if len(_DECLARED) > 10_000:  # bounded whatever creates apps
+        _DECLARED.clear()
+    _DECLARED[id(route)] = (route, names)
+    return names
+
+
+async def reject_unknown_parameters(request: Request) -> None:
+    """400 naming the first query parameter the route does not declare.
+
+    Installed once for the whole app (``create_app``), driven by each route's declared
+    parameters, so a new route or filter needs nothing here. Why: a misspelt filter
+    (``?actions=``, ``?ouctome=``) would otherwise be ignored and answer *unfiltered*
+    data that looks like a filtered result.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    declared = _declared_query_parameters(route)
+    for name in request.query_params:
+        if name not in declared:
+            shown = name[:64]
+            accepted = ", ".join(sorted(declared)) or "none"
+            raise BadRequest(
+                f"{shown}: unknown query parameter; this route accepts: {accepted}",
+                field=shown,
+                code="unknown_parameter",
+            )

@@ -16,6 +16,9 @@ Exception tree::
 
 ``auditstream.store.StoreUnavailable`` (ClickHouse down or overloaded) answers 503
 ``unavailable`` with ``Retry-After``: a transient outage, not a bug in the request.
+``auditstream.store.QueryRejected`` (the engine refused a value of the request, e.g. a
+date it cannot represent) answers 400 ``invalid_parameter``: retrying cannot help.
+The engine's own message is logged, not echoed.
 Anything else that escapes a route is a bug: ``ErrorMiddleware`` logs it with its
 traceback and answers 500 with a generic message, never the traceback itself.
 """
@@ -32,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auditstream.store import StoreUnavailable
+from auditstream.store import QueryRejected, StoreUnavailable
 
 __all__ = [
     "ApiError",
@@ -163,8 +166,18 @@ async def _store_unavailable_handler(request: Request, exc: Exception) -> Respon
     )
 
 
+async def _query_rejected_handler(request: Request, exc: Exception) -> Response:
+    log.info("store refused the values of %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        400,
+        "invalid_parameter",
+        "the event store cannot evaluate this request with these values; check the parameters",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error_handler)
+    app.add_exception_handler(QueryRejected, _query_rejected_handler)
     app.add_exception_handler(StoreUnavailable, _store_unavailable_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)

@@ -39,21 +39,54 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Role(enum.StrEnum):
-    """Roles are ordered: each includes the rights of the ones before it."""
+    """What a key may do. Not a ladder: ``ingest`` shares no right with the reading roles.
+
+    ============  =========================================================================
+    role          rights (``grants``)
+    ============  =========================================================================
+    ``reader``    read: query, stats, live
+    ``ingest``    HTTP ingest (``POST /v1/events``) and nothing else
+    ``exporter``  read + export (``/v1/export``, ``/v1/exports``) + the SIEM feed
+    ``admin``     exporter + administration (keys, rules, streams) of its own tenant
+    ``operator``  admin, on any tenant it names with ``tenant=`` (explicit, never implied)
+    ============  =========================================================================
+
+    A route names the right it needs (``Role.READER``, ``Role.EXPORTER``, ...) and
+    ``allows`` says whether a key's role includes it. Writing to the log is kept apart
+    from reading it on purpose: a service that emits events has no reason to read them,
+    and a reader must not be able to add (or try to overwrite) records.
+    """
 
     READER = "reader"
+    INGEST = "ingest"
     EXPORTER = "exporter"
     ADMIN = "admin"
+    OPERATOR = "operator"
 
     @property
-    def rank(self) -> int:
-        return _ROLE_RANK[self]
+    def grants(self) -> frozenset[Role]:
+        """Every right this role includes (itself among them)."""
+        return _GRANTS[self]
 
     def allows(self, required: Role) -> bool:
-        return self.rank >= required.rank
+        return required in _GRANTS[self]
+
+    @property
+    def any_tenant(self) -> bool:
+        """Whether the role may choose the tenant it acts on (``tenant=``)."""
+        return self is Role.OPERATOR
 
 
-_ROLE_RANK = {Role.READER: 0, Role.EXPORTER: 1, Role.ADMIN: 2}
+_READ = frozenset({Role.READER})
+_EXPORT = _READ | {Role.EXPORTER}
+_ADMIN = _EXPORT | {Role.ADMIN}
+_GRANTS: dict[Role, frozenset[Role]] = {
+    Role.READER: _READ,
+    Role.INGEST: frozenset({Role.INGEST}),
+    Role.EXPORTER: _EXPORT,
+    Role.ADMIN: _ADMIN,
+    Role.OPERATOR: _ADMIN | {Role.OPERATOR},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +127,18 @@ def _ts(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+_ROLES_SQL = ", ".join(f"'{r.value}'" for r in Role)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id      TEXT PRIMARY KEY,
     tenant_id   TEXT NOT NULL,
-    role        TEXT NOT NULL CHECK (role IN ('reader', 'exporter', 'admin')),
+    role        TEXT NOT NULL CHECK (role IN ({roles})),
     name        TEXT NOT NULL DEFAULT '',
     secret_hash TEXT NOT NULL,
     created_at  TEXT NOT NULL,
     revoked_at  TEXT
 )
-"""
+""".replace("{roles}", _ROLES_SQL)
 
 
 class KeyStore:
@@ -113,6 +147,35 @@ class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         sqlite_file.create(self.path, _SCHEMA)
+        self._widen_role_check()
+
+    def _widen_role_check(self) -> None:
+        """Rebuild a key table created before the ``ingest``/``operator`` roles existed.
+
+        SQLite cannot alter a CHECK constraint: the table is copied into one with the
+        current constraint, in one transaction, keys and hashes unchanged.
+        """
+        with self._connect() as conn:
+            if self._role_check_current(conn):
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._role_check_current(conn):  # another process did it meanwhile
+                    conn.execute("ROLLBACK")
+                    return
+                conn.execute("ALTER TABLE api_keys RENAME TO api_keys_old")
+                conn.execute(_SCHEMA.replace("IF NOT EXISTS ", ""))
+                conn.execute("INSERT INTO api_keys SELECT * FROM api_keys_old")
+                conn.execute("DROP TABLE api_keys_old")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _role_check_current(conn: sqlite3.Connection) -> bool:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='api_keys'").fetchone()
+        return row is None or all(f"'{r.value}'" in row["sql"] for r in Role)
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return sqlite_file.connect(self.path)

@@ -15,7 +15,19 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["parse_time"]
+__all__ = ["STORE_EARLIEST", "STORE_LATEST", "parse_time", "representable"]
+
+# The range of ClickHouse's DateTime64(3) (occurred_at, received_at). A time outside it
+# cannot even be sent as a query parameter (the engine answers BAD_QUERY_PARAMETER), so
+# it is refused here, naming the parameter, instead of failing in the store.
+STORE_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+STORE_LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def representable(dt: datetime) -> bool:
+    """Whether the store can represent ``dt`` (an aware datetime)."""
+    return STORE_EARLIEST <= dt <= STORE_LATEST
+
 
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$",
@@ -46,6 +58,11 @@ def parse_time(value: str, *, now: datetime) -> datetime:
     if frac and len(frac) > 7:
         text = text.replace(frac, frac[:7], 1)
     try:
-        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
+        parsed = datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
     except (ValueError, OverflowError):
         raise ValueError("not a valid date or time") from None
+    if not representable(parsed):
+        raise ValueError(
+            f"outside the range the store represents ({STORE_EARLIEST.year}..{STORE_LATEST.year})"
+        )
+    return parsed

@@ -33,10 +33,22 @@ app = typer.Typer(
 
 
 class RoleChoice(enum.StrEnum):
-    # typer needs an Enum to offer choices; mirrors auditstream.api.keys.Role.
+    # typer needs an Enum to offer choices; mirrors auditstream.api.keys.Role (a test checks).
     reader = "reader"
+    ingest = "ingest"
     exporter = "exporter"
     admin = "admin"
+    operator = "operator"
+
+
+ROLE_HELP = (
+    "reader: query, stats, live. "
+    "ingest: HTTP ingest (POST /v1/events) only, no reading. "
+    "exporter: reader + exports + SIEM feed. "
+    "admin: exporter + keys, rules, streams of its own tenant. "
+    "operator: admin rights on EVERY tenant: may read and write every tenant (tenant=...); "
+    "give it to operators only."
+)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
@@ -80,8 +92,11 @@ def _audit(action: str, key: ApiKey, no_audit: bool, timeout: float) -> None:
 
 @app.command()
 def create(
-    tenant: Annotated[str, typer.Option("--tenant", help="Tenant the key may read.")],
-    role: Annotated[RoleChoice, typer.Option("--role", help="reader < exporter < admin.")],
+    tenant: Annotated[
+        str,
+        typer.Option("--tenant", help="Tenant the key belongs to (only an operator key may act on others)."),
+    ],
+    role: Annotated[RoleChoice, typer.Option("--role", help=ROLE_HELP)],
     name: Annotated[str, typer.Option("--name", help="A label, e.g. who holds the key.")] = "",
     as_json: JsonOpt = False,
     no_audit: NoAuditOpt = False,

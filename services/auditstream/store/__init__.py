@@ -4,7 +4,13 @@ Public surface: ``Store``, ``EventFilter``/``build_where``, ``EventExport`` (exp
 encoded by ClickHouse), ``apply_migrations`` and the error tree in ``errors``.
 """
 
-from auditstream.store.errors import MigrationError, StoreError, StoreRejected, StoreUnavailable
+from auditstream.store.errors import (
+    MigrationError,
+    QueryRejected,
+    StoreError,
+    StoreRejected,
+    StoreUnavailable,
+)
 from auditstream.store.export import EventExport
 from auditstream.store.filters import EventFilter, build_where
 from auditstream.store.migrations import apply_migrations
@@ -14,6 +20,7 @@ __all__ = [
     "EventExport",
     "EventFilter",
     "MigrationError",
+    "QueryRejected",
     "Store",
     "StoreError",
     "StoreRejected",

@@ -33,7 +33,10 @@ Every byte of the rows is written by ClickHouse:
 * ``csv``: RFC 4180 (``FORMAT CSV``, CRLF), the header written here once.
   ``CSV_COLUMNS`` are the dotted paths of the event JSON; ``changes`` and ``details``
   are compact JSON with sorted keys, escaped as orjson does, so Python's csv reader
-  reads back the same records as from the former Python encoder.
+  reads back the same records as from the former Python encoder. Every text field that
+  starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+  ``'`` (OWASP's advice against CSV injection): a spreadsheet would otherwise run
+  ``=HYPERLINK(...)`` sent as an actor name. NDJSON and JSON are never altered.
 
 Iterate an export on one thread: it uses that thread's client of the store.
 """
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 __all__ = [
     "CSV_COLUMNS",
+    "CSV_FORMULA_PREFIXES",
     "EVENT_JSON_SQL",
     "FORMATS",
     "ROWS_PER_QUERY",
@@ -150,7 +154,20 @@ _CHANGES_SORTED = (
     f"extractAllGroupsVertical(o, {_MEMBER}))), ','), '}}'), extractAll(changes, {_OBJECT})), ','), ']'))"
 )
 
-_CSV_FIELDS: tuple[tuple[str, str], ...] = (
+# Cells a spreadsheet would evaluate (OWASP "CSV Injection"): prefixed with a single quote.
+CSV_FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST_BYTES = ", ".join(f"char({ord(c)})" for c in CSV_FORMULA_PREFIXES)
+
+
+def _neutralised(expr: str) -> str:
+    """``expr`` (a String) with a leading ``'`` when it starts like a formula; portable SQL.
+
+    ``substring`` counts bytes, which is right here: every prefix is one ASCII byte.
+    """
+    return f"if(substring({expr}, 1, 1) IN ({_FORMULA_FIRST_BYTES}), concat(char(39), {expr}), {expr})"
+
+
+_CSV_FIELDS_RAW: tuple[tuple[str, str], ...] = (
     ("event_id", "toString(event_id)"),
     ("tenant_id", "tenant_id"),
     ("occurred_at", _T.format(c="occurred_at")),
@@ -178,6 +195,11 @@ _CSV_FIELDS: tuple[tuple[str, str], ...] = (
     ("ingest.topic", "kafka_topic"),
     ("ingest.partition", "kafka_partition"),
     ("ingest.offset", "kafka_offset"),
+)
+# Numbers cannot start a formula; every other column is text, neutralised.
+_CSV_NUMERIC = frozenset({"ingest.partition", "ingest.offset"})
+_CSV_FIELDS: tuple[tuple[str, str], ...] = tuple(
+    (name, expr if name in _CSV_NUMERIC else _neutralised(expr)) for name, expr in _CSV_FIELDS_RAW
 )
 # The CSV header, in order. Dotted names are paths into the event JSON. The set is fixed
 # whatever the rows hold, so files from different queries line up; an absent value is an
@@ -318,7 +340,7 @@ class EventExport:
         except StoreError:
             raise
         except Exception as exc:
-            raise classify(exc) from exc
+            raise classify(exc, query=True) from exc
 
     def _raw(self, sql: str, params: dict[str, Any]) -> bytes:
         self.queries += 1
@@ -327,7 +349,7 @@ class EventExport:
         except StoreError:
             raise
         except Exception as exc:
-            raise classify(exc) from exc
+            raise classify(exc, query=True) from exc
 
     def _hour_counts(self) -> list[tuple[datetime, int]]:
         sql = (

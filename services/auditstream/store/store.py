@@ -175,7 +175,7 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise classify(exc) from exc
+            raise classify(exc, query=True) from exc
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 

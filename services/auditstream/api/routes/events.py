@@ -11,7 +11,7 @@ paying for a second pydantic pass over up to 1000 events per page.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -22,6 +22,7 @@ from auditstream.api.cursor import Cursor, InvalidCursor, decode_cursor, encode_
 from auditstream.api.deps import FiltersDep, ReaderKey, SettingsDep, StoreDep, TenantDep, check_window
 from auditstream.api.errors import BadRequest, NotFound
 from auditstream.api.schemas import ERROR_RESPONSES, ErrorBody, Event, EventPage
+from auditstream.api.timeparse import representable
 from auditstream.events.stored import row_to_event
 
 __all__ = ["router"]
@@ -42,6 +43,23 @@ def row_position(row: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
         occurred = occurred.replace(tzinfo=UTC)
     event_id = row["event_id"]
     return occurred, event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+
+
+def check_cursor_dates(c: Cursor, now: datetime, max_age_days: int) -> None:
+    """400 for a cursor whose dates no page we issued could carry.
+
+    The cursor is not signed, so its dates are re-checked: inside what the store can
+    represent, the window no older than the retention (plus one window of slack for a
+    walk begun near the horizon), and the last row inside its own window. A forged
+    cursor dated in year 1 would otherwise reach ClickHouse as an unrepresentable
+    DateTime64 parameter.
+    """
+    if not all(representable(t) for t in (c.occurred_at, c.since, c.until)):
+        raise BadRequest("cursor: its dates are outside the range the store represents", field="cursor")
+    if c.since < now - timedelta(days=max_age_days):
+        raise BadRequest("cursor: its window is older than the retention; start a new query", field="cursor")
+    if not c.since <= c.occurred_at <= c.until:
+        raise BadRequest("cursor: malformed cursor", field="cursor")
 
 
 @router.get(
@@ -79,6 +97,7 @@ def list_events(
             check_window(c.since, c.until, settings.max_window_days)
         except BadRequest:
             raise BadRequest("cursor: malformed cursor", field="cursor") from None
+        check_cursor_dates(c, datetime.now(UTC), settings.retention_days + settings.max_window_days)
         since, until = c.since, c.until
         after = (c.occurred_at, c.event_id)
     else:

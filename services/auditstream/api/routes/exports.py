@@ -1,6 +1,6 @@
 """``/v1/exports``: asynchronous export jobs — create, history, status, download.
 
-Exporter role (admin may pick another tenant with ``tenant=``). A job id of
+Exporter role (an operator key may pick another tenant with ``tenant=``). A job id of
 another tenant answers 404 exactly like an id that does not exist, never 403, so
 ids cannot be probed. Creating a job and downloading its file are written to the
 audit log first (``export.created``, ``export.downloaded``; see ``audit_trail.py``):
@@ -167,10 +167,14 @@ async def create_export(
     raw = body.filters.model_dump(exclude_none=True)
     try:
         parsed = await query_filters(**raw)
-        since, until = parsed.resolve_window(datetime.now(UTC), settings.max_window_days)
+        # Same retention check as GET /v1/export: a window reaching past it is refused,
+        # not silently answered with less than was asked for.
+        since, until = parsed.resolve_window(
+            datetime.now(UTC), settings.max_window_days, settings.retention_days
+        )
     except ApiError as exc:
         field = f"filters.{exc.field}" if exc.field else "filters"
-        raise BadRequest(f"filters.{exc.message}", field=field) from None
+        raise BadRequest(f"filters.{exc.message}", field=field, code=exc.code) from None
     jobs = _jobs(request)
     job = await run_in_threadpool(
         lambda: jobs.create(

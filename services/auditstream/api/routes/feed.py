@@ -18,6 +18,16 @@ polled again later. ``watermark`` reports, per partition, the highest offset sto
 the tenant when the page was read (the same read that bounds the page, one query; see
 ``Store.feed_watermark``), and the processor's consumer lag when this process runs the processor
 (embedded mode; otherwise ``lag`` is null: read it from the processor's /metrics).
+
+Who may read it, and the trace it leaves: the feed is a bulk pull of everything, so it
+needs the ``exporter`` role (an operator may name another tenant). Reading is audited per
+*cursor session*, not per page: a request without a cursor starts a session, writes one
+``feed.read`` event to the tenant's log (before any page is served; no record, no page:
+503 like an export) and carries the session id inside ``next_cursor``; pages that
+continue it write nothing. The session id is bound to the tenant with an HMAC under a
+key of this process, because the cursor itself is not signed: a cursor whose session does
+not verify (forged, edited, or issued before a restart) starts a new, audited session
+instead of reading silently.
 """
 
 from __future__ import annotations
@@ -25,22 +35,35 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from auditstream.api.deps import ReaderKey, StoreDep, TenantDep
+from auditstream.api import audit_trail
+from auditstream.api.deps import ExporterKey, StoreDep, TenantDep
 from auditstream.api.errors import BadRequest
 from auditstream.api.routes.events import json_response
-from auditstream.api.schemas import ERROR_RESPONSES, Event
+from auditstream.api.schemas import ERROR_RESPONSES, ErrorBody, Event
 from auditstream.events.stored import row_to_event
 from auditstream.store.store import MAX_FEED_PARTITIONS, FeedPage
 
-__all__ = ["InvalidFeedCursor", "decode_feed_cursor", "encode_feed_cursor", "router"]
+__all__ = [
+    "FeedCursor",
+    "InvalidFeedCursor",
+    "decode_feed_cursor",
+    "encode_feed_cursor",
+    "parse_feed_cursor",
+    "router",
+]
 
 router = APIRouter(prefix="/v1", tags=["feed"])
 
@@ -56,12 +79,42 @@ def _tenant_tag(tenant_id: str) -> str:
     return hashlib.sha256(f"feed:{tenant_id}".encode()).hexdigest()[:12]
 
 
-def encode_feed_cursor(tenant_id: str, positions: dict[int, int]) -> str:
-    payload = {"v": 1, "t": _tenant_tag(tenant_id), "p": {str(k): v for k, v in sorted(positions.items())}}
+# Partition numbers as the cursor writes them. Not str.isdigit(): that accepts "²" or
+# "٣", which int() then refuses (a 500 before this check existed).
+_PARTITION_RE = re.compile(r"^[0-9]{1,5}$")
+_SESSION_RE = re.compile(r"^[0-9a-f]{16}$")
+# Binds a session id to a tenant; per process, so a restart starts new (audited) sessions.
+_SESSION_KEY = secrets.token_bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    positions: dict[int, int]
+    session: str | None = None  # a verified session id, else None
+
+
+def _session_mac(tenant_id: str, session: str) -> str:
+    return hmac.new(_SESSION_KEY, f"{tenant_id}:{session}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def new_session() -> str:
+    return secrets.token_hex(8)
+
+
+def encode_feed_cursor(tenant_id: str, positions: dict[int, int], session: str | None = None) -> str:
+    payload: dict[str, Any] = {
+        "v": 1,
+        "t": _tenant_tag(tenant_id),
+        "p": {str(k): v for k, v in sorted(positions.items())},
+    }
+    if session is not None:
+        payload["s"] = session
+        payload["m"] = _session_mac(tenant_id, session)
     return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
 
 
-def decode_feed_cursor(tenant_id: str, text: str) -> dict[int, int]:
+def parse_feed_cursor(tenant_id: str, text: str) -> FeedCursor:
+    """Positions and (verified) session of a cursor; InvalidFeedCursor if it is not one we issue."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (binascii.Error, orjson.JSONDecodeError, ValueError):
@@ -74,13 +127,25 @@ def decode_feed_cursor(tenant_id: str, text: str) -> dict[int, int]:
     if len(data["p"]) > MAX_FEED_PARTITIONS:
         raise InvalidFeedCursor("malformed cursor")
     for k, v in data["p"].items():
-        if not (isinstance(k, str) and k.isdigit() and isinstance(v, int) and not isinstance(v, bool)):
+        if not (_PARTITION_RE.match(k) and isinstance(v, int) and not isinstance(v, bool)):
             raise InvalidFeedCursor("malformed cursor")
         partition = int(k)
         if not (0 <= partition < 65536 and 0 <= v < 2**63):
             raise InvalidFeedCursor("malformed cursor")
         positions[partition] = v
-    return positions
+    session, mac = data.get("s"), data.get("m")
+    verified = (
+        isinstance(session, str)
+        and isinstance(mac, str)
+        and _SESSION_RE.match(session) is not None
+        and hmac.compare_digest(mac, _session_mac(tenant_id, session))
+    )
+    return FeedCursor(positions, session if verified else None)
+
+
+def decode_feed_cursor(tenant_id: str, text: str) -> dict[int, int]:
+    """The positions of a cursor (``/v1/live``'s ``Last-Event-ID``); InvalidFeedCursor if malformed."""
+    return parse_feed_cursor(tenant_id, text).positions
 
 
 def consumer_lag() -> dict[int, int] | None:
@@ -118,12 +183,17 @@ class FeedPageModel(BaseModel):
 @router.get(
     "/feed",
     response_model=FeedPageModel,
-    responses=ERROR_RESPONSES,
-    summary="Every event of the tenant in ingest order, exactly once when following next_cursor",
+    responses={
+        **ERROR_RESPONSES,
+        503: {"model": ErrorBody, "description": "The audit trail (feed.read) or the store is down."},
+    },
+    summary="Every event of the tenant in ingest order, exactly once when following next_cursor"
+    " (exporter role; audited once per cursor session)",
 )
-def feed(
+async def feed(
+    request: Request,
     store: StoreDep,
-    key: ReaderKey,
+    key: ExporterKey,
     tenant: TenantDep,
     cursor: Annotated[
         str | None, Query(max_length=16384, description="`next_cursor` of the previous page.")
@@ -134,19 +204,35 @@ def feed(
         Query(description="Without a cursor: from the oldest stored event, or from now on."),
     ] = "earliest",
 ) -> Response:
+    parsed: FeedCursor | None = None
     if cursor is not None:
         try:
-            after = decode_feed_cursor(tenant, cursor)
+            parsed = parse_feed_cursor(tenant, cursor)
         except InvalidFeedCursor as exc:
             raise BadRequest(f"cursor: {exc}", field="cursor") from None
-        page = store.feed_page(tenant, after, limit=limit)
+    session = parsed.session if parsed is not None else None
+    if session is None:
+        # A new session (or one we cannot vouch for): its record is written before any page.
+        session = new_session()
+        begun = "cursor" if parsed is not None else start
+        actor = audit_trail.api_actor(key, request.client.host if request.client else None)
+        await audit_trail.record(
+            request.app.state.publisher, audit_trail.feed_event(tenant, actor, session, begun)
+        )
+    if parsed is not None:
+        page = await run_in_threadpool(store.feed_page, tenant, parsed.positions, limit=limit)
     elif start == "latest":
         # "From now on": the position is the watermark itself, the page empty by
         # definition; what is stored after this query comes with the next poll.
-        heads = store.feed_watermark(tenant)
+        heads = await run_in_threadpool(store.feed_watermark, tenant)
         page = FeedPage([], dict(heads), more=False, watermark=heads)
     else:
-        page = store.feed_page(tenant, {}, limit=limit)
+        page = await run_in_threadpool(store.feed_page, tenant, {}, limit=limit)
+    return await run_in_threadpool(_page_response, tenant, page, session)
+
+
+def _page_response(tenant: str, page: FeedPage, session: str) -> Response:
+    # On a worker thread: encoding up to MAX_PAGE events must not block the event loop.
     data = [row_to_event(r) for r in page.rows]
     lags = consumer_lag()
     partitions: list[dict[str, Any]] = [
@@ -157,7 +243,7 @@ def feed(
         {
             "data": data,
             "count": len(data),
-            "next_cursor": encode_feed_cursor(tenant, page.positions),
+            "next_cursor": encode_feed_cursor(tenant, page.positions, session),
             "watermark": {
                 "partitions": partitions,
                 "lag": None if lags is None else sum(lags.values()),

@@ -7,8 +7,8 @@ All or nothing, for validation: every event is checked with the processor's own
 rules (``encode_event`` → ``parse_event``) before anything is published; if any
 event is invalid the answer is 422 listing each problem as ``{index, field,
 message}`` (index from 0, counting non-blank lines) and *nothing* is published.
-Every event's ``tenant_id`` must be the key's tenant (an admin key's: the one it
-selects with ``tenant=``), else 403 naming ``tenant_id``, again publishing nothing.
+Every event's ``tenant_id`` must be the key's tenant, else 403 naming
+``tenant_id``, again publishing nothing.
 
 Then the events are published in order and the answer (202, their ``event_ids``)
 is sent once the broker acknowledged each one. Kafka has no all-or-nothing
@@ -16,8 +16,12 @@ publish without transactions: if the broker fails part-way the answer is 503 and
 some events may already be stored. Send ``event_id`` in each event and retry the
 same body: the processor drops duplicates by id.
 
-Any valid key of the tenant may ingest (the ``reader`` role suffices): audit
-producers are services, and the roles only order read rights.
+Ingest needs a key of the ``ingest`` role, and that role only ingests: reader,
+exporter and admin keys get 403, so a key handed out to read the log cannot add to
+it. Events claiming to come from auditstream itself (``source.service`` =
+``auditstream-api`` or ``auditstream-cli``, the trail of keys and exports) are
+refused per event like any other invalid field: that trail is written by the API
+and the CLI only, and must not be imitable.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from auditstream.api.deps import ReaderKey, TenantDep
+from auditstream.api.deps import IngestKey, TenantDep
 from auditstream.api.errors import ApiError, Forbidden
 from auditstream.api.publisher import Publisher
 from auditstream.api.schemas import ERROR_RESPONSES, ErrorBody
@@ -43,6 +47,8 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_EVENTS = 10_000
 MAX_ERRORS_REPORTED = 100
+# source.service values of the API's own audit trail (audit_trail.py): never accepted from outside.
+RESERVED_SOURCES = frozenset({"auditstream-api", "auditstream-cli"})
 _NDJSON = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 
 
@@ -134,6 +140,16 @@ def encode_all(raws: list[bytes]) -> tuple[list[EncodedEvent], list[dict[str, An
         if not isinstance(obj, dict):
             errors.append({"index": index, "field": "", "message": "expected a JSON object"})
             continue
+        source = obj.get("source")
+        service = source.get("service") if isinstance(source, dict) else None
+        if isinstance(service, str) and service.strip().lower() in RESERVED_SOURCES:
+            errors.append(
+                {
+                    "index": index,
+                    "field": "source.service",
+                    "message": f"{service.strip()[:32]!r} is reserved for auditstream's own audit trail",
+                }
+            )
         try:
             encoded.append(encode_event(obj))
         except InvalidEvent as exc:
@@ -161,9 +177,9 @@ def encode_all(raws: list[bytes]) -> tuple[list[EncodedEvent], list[dict[str, An
         422: {"model": IngestErrorBody, "description": "Invalid events; nothing was published."},
         503: {"model": ErrorBody, "description": "The broker did not acknowledge; retry the same body."},
     },
-    summary="Ingest one event (JSON) or a batch (NDJSON); 202 once the broker acknowledged them",
+    summary="Ingest one event (JSON) or an NDJSON batch (ingest role); 202 once the broker acknowledged them",
 )
-async def ingest_events(request: Request, key: ReaderKey, tenant: TenantDep) -> Any:
+async def ingest_events(request: Request, key: IngestKey, tenant: TenantDep) -> Any:
     raws = split_body(await read_body(request), request.headers.get("content-type", ""))
     if not raws:
         return _unprocessable(EventErrors([{"index": 0, "field": "", "message": "the body holds no event"}]))

@@ -6,8 +6,11 @@ event that passes the filters as ``event: audit`` with the event JSON as ``data`
 Each message's ``id`` is a feed cursor: a client reconnecting with ``Last-Event-ID``
 resumes right after the last event it received. A comment line (``: keepalive``) goes
 out every ``HEARTBEAT_SECONDS`` so proxies keep the connection open. The stream ends
-when the client disconnects, or after ``max_seconds`` (bounded, so no connection and
-no poller lives forever); clients reconnect with ``Last-Event-ID``.
+when the client disconnects, after ``max_seconds`` (bounded, so no connection and
+no poller lives forever; clients reconnect with ``Last-Event-ID``), or when its key is
+revoked: the key is verified again every ``KEY_CHECK_SECONDS`` through the same cache as
+every request, so a revoked key's stream ends within about ``KEY_CHECK_SECONDS`` plus
+the cache TTL (2 s), with a last ``event: error`` saying why.
 
 The time filters (``since``/``until``) do not apply: live mode is "from now on".
 """
@@ -24,7 +27,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from auditstream.api.deps import FiltersDep, ReaderKey, StoreDep, TenantDep
+from auditstream.api.deps import FiltersDep, ReaderKey, StoreDep, TenantDep, key_still_valid
 from auditstream.api.errors import BadRequest
 from auditstream.api.routes.feed import InvalidFeedCursor, decode_feed_cursor, encode_feed_cursor
 from auditstream.api.schemas import ERROR_RESPONSES
@@ -37,7 +40,13 @@ router = APIRouter(prefix="/v1", tags=["live"])
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
+KEY_CHECK_SECONDS = 1.0
 PAGE = 1000
+_REVOKED = (
+    b"event: error\ndata: "
+    + orjson.dumps({"error": {"code": "unauthorized", "message": "the API key was revoked", "field": None}})
+    + b"\n\n"
+)
 
 
 def _sse(event_cursor: str, payload: dict) -> bytes:
@@ -49,10 +58,16 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     deadline = time.monotonic() + max_seconds
     last_sent = time.monotonic()
+    key_checked = time.monotonic()
     yield b": connected\n\n"
     while time.monotonic() < deadline:
         if await request.is_disconnected():
             return
+        if time.monotonic() - key_checked >= KEY_CHECK_SECONDS:
+            if not await run_in_threadpool(key_still_valid, request):
+                yield _REVOKED
+                return
+            key_checked = time.monotonic()
         page = await run_in_threadpool(store.feed_page, tenant, positions, limit=PAGE, f=f)
         # Positions advance per row so each message's id resumes right after it.
         for row in page.rows:
