@@ -255,3 +255,29 @@ def test_pages_and_assets_are_compressed_the_api_is_not_touched(client: TestClie
     assert response.headers.get("content-encoding") == "gzip"
     api = client.get("/v1/events", headers={**auth(tokens, f"{A}:reader"), "Accept-Encoding": "gzip"})
     assert "content-encoding" not in api.headers
+
+
+def test_an_ingest_key_cannot_sign_in(client: TestClient, tokens) -> None:
+    page = client.get("/signin")
+    response = client.post(
+        "/signin", data={"api_key": tokens[f"{A}:ingest"], "csrf_token": csrf_of(page.text)}
+    )
+    assert response.status_code == 401
+    assert "cannot read the audit log" in response.text
+
+
+def test_operator_switches_tenant_others_cannot(client: TestClient, tokens) -> None:
+    sign_in(client, tokens[f"{A}:operator"])
+    page = client.get("/?tenant=globex")
+    assert page.status_code == 200 and 'class="tenant-switch"' in page.text and "Zed" in page.text
+    sign_in(client, tokens[f"{A}:admin"])
+    assert 'class="tenant-switch"' not in client.get("/").text
+    refused = client.get("/?tenant=globex")
+    assert refused.status_code == 403 and "operator" in refused.text
+
+
+def test_a_misspelt_parameter_is_refused(client: TestClient, tokens) -> None:
+    sign_in(client, tokens[f"{A}:reader"])
+    response = client.get("/?actions=scan.*")
+    assert response.status_code == 400
+    assert "actions" in response.text

@@ -18,11 +18,11 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -50,20 +50,38 @@ from auditstream.web.viewstate import PRESETS, ViewState, parse_view
 
 __all__ = ["PAGE_SIZE", "NotSignedIn", "may_export", "may_switch_tenant", "router", "signin_redirect"]
 
-router = APIRouter(include_in_schema=False)
+
+async def _view_parameters(
+    since: str | None = None,
+    until: str | None = None,
+    actor: Annotated[list[str] | None, Query()] = None,
+    action: Annotated[list[str] | None, Query()] = None,
+    outcome: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    ip: str | None = None,
+    q: str | None = None,
+    tenant: str | None = None,
+    cursor: str | None = None,
+) -> None:
+    """Declares the query parameters of the viewer's URLs (the values are read by ``parse_view``).
+
+    The app rejects any query parameter a route does not declare (``reject_unknown_parameters``);
+    declared here once, a misspelt one in a viewer URL is refused like in the API.
+    """
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_view_parameters)])
 
 PAGE_SIZE = 50
 # A live stream ends after this long; EventSource reconnects with Last-Event-ID by itself.
 LIVE_SECONDS = 600
 AROUND = timedelta(hours=1)
-# Operators may read any tenant. Until the Role.OPERATOR of the api-hardening work is
-# merged, resolve_tenant lets admin keys pick a tenant, and the viewer follows it.
-_TENANT_SWITCH_ROLE: Role = getattr(Role, "OPERATOR", Role.ADMIN)
 
 
 def may_switch_tenant(key: ApiKey) -> bool:
-    """Whether the viewer offers this key a tenant switch (resolve_tenant decides in the end)."""
-    return key.role is _TENANT_SWITCH_ROLE
+    """Whether the viewer offers this key a tenant switch: the rule resolve_tenant applies."""
+    return key.role.any_tenant
 
 
 def may_export(key: ApiKey) -> bool:
@@ -186,6 +204,10 @@ async def signin(request: Request) -> Response:
     key = request.app.state.verifier.verify(token) if token else None
     if key is None:
         return await signin_page(request, form.get("next", "/"), "That API key is not valid (or revoked).")
+    if not key.role.allows(Role.READER):
+        return await signin_page(
+            request, form.get("next", "/"), f"This key ({key.role.value}) cannot read the audit log."
+        )
     codec = _codec(request)
     response = RedirectResponse(_safe_next(form.get("next", "/")), status_code=303)
     set_cookie(response, request, SESSION_COOKIE, codec.issue(token), codec.max_age)
@@ -345,7 +367,7 @@ async def live_rows(request: Request) -> Response:
         visit = await _visit(request, filters=True)
         assert visit.view.filters is not None
         upstream = await live_route.live(
-            request,
+            _as_bearer(request, visit.session),
             request.app.state.store,
             visit.key,
             visit.tenant,
@@ -365,6 +387,17 @@ async def live_rows(request: Request) -> Response:
             yield renderer.sse_rows(raw, visit.view)
 
     return StreamingResponse(rendered(), media_type="text/event-stream", headers=dict(upstream.headers))
+
+
+def _as_bearer(request: Request, session: WebSession) -> Request:
+    """The same request as if it carried ``Authorization: Bearer <the session's key>``.
+
+    ``/v1/live`` re-verifies the bearer key every second and ends the stream once it is
+    revoked; handing it the session's key keeps that rule for the viewer's live mode.
+    """
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"authorization"]
+    headers.append((b"authorization", b"Bearer " + session.token.encode()))
+    return Request({**request.scope, "headers": headers}, request.receive)
 
 
 # --- detail ---------------------------------------------------------------------------

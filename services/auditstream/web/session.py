@@ -21,7 +21,7 @@ import base64
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -71,6 +71,9 @@ def load_secret(data_dir: Path) -> bytes:
 class WebSession:
     key: ApiKey
     csrf: str
+    # The API key itself: only for handing a request on to an API route that re-checks
+    # it (``/v1/live``); never rendered, never logged.
+    token: str = field(repr=False, default="")
 
 
 class SessionCodec:
@@ -107,7 +110,7 @@ class SessionCodec:
         if not isinstance(token, str) or not isinstance(csrf, str):
             return None
         key = verifier.verify(token)
-        return WebSession(key, csrf) if key is not None else None
+        return WebSession(key, csrf, token) if key is not None else None
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
