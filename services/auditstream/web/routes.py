@@ -466,6 +466,12 @@ async def exports_page(request: Request) -> Response:
     except ApiError as exc:
         return renderer.error(request, exc.status_code, exc.message, session)
     jobs = [j.model_dump() for j in history.data]
+    # "Created by": the key's name where the key is known (the job stores its key_id).
+    keys = request.app.state.keys
+    names = await run_in_threadpool(lambda: {k: keys.get(k) for k in {j["created_by"] for j in jobs}})
+    for j in jobs:
+        known = names.get(j["created_by"])
+        j["created_by_name"] = known.name if known is not None and known.name else j["created_by"]
     context = _base_context(request, visit)
     context.update(jobs=jobs, active=any(j["status"] in ("pending", "running") for j in jobs))
     # htmx polls the table alone while a job is pending or running.
