@@ -8,7 +8,8 @@ pages only turn their JSON into HTML (Jinja2, autoescaped).
 
 Pages: ``/`` (events: histogram, filters, table), ``/events/{id}`` (detail),
 ``/exports`` (history and new export), ``/signin``, ``/signout``. Fragments for htmx:
-``/ui/rows`` (Load more), ``/ui/actors`` (type-ahead), ``/ui/live`` (SSE of rendered rows).
+``/ui/rows`` (Load more), ``/ui/histogram`` (counts, loaded after the table), ``/ui/actors``
+(type-ahead), ``/ui/live`` (SSE of rendered rows).
 """
 
 from __future__ import annotations
@@ -315,13 +316,11 @@ async def events_page(request: Request) -> Response:
         presets=PRESETS,
         action_groups=_action_groups(),
         page=None,
-        histogram=None,
         formats=["csv", "json", "ndjson"],
     )
     status = 400  # invalid filters: the form comes back with the message naming the field
     if view.filters is not None:
         try:
-            context["histogram"] = await run_in_threadpool(_histogram, request, visit)
             context["page"] = await run_in_threadpool(_page_of_events, request, visit, view, None)
             status = 200
         except ApiError as exc:
@@ -337,6 +336,16 @@ async def more_rows(request: Request, cursor: str | None = None) -> Response:
     except ApiError as exc:
         return _renderer(request).fragment("error_row.html", {"message": exc.message})
     return _renderer(request).fragment("rows.html", {"page": page, "view": visit.view})
+
+
+@router.get("/ui/histogram")
+async def histogram(request: Request) -> Response:
+    try:
+        visit = await _visit(request, filters=True)
+        counts = await run_in_threadpool(_histogram, request, visit)
+    except ApiError as exc:
+        return _renderer(request).fragment("histogram_error.html", {"message": exc.message})
+    return _renderer(request).fragment("histogram.html", {"histogram": counts, "view": visit.view})
 
 
 @router.get("/ui/actors")

@@ -190,23 +190,24 @@
     });
   }
 
-  // Histogram: a click on a bar narrows to its bucket (a plain link); dragging across
-  // bars narrows to the whole span, keeping the other filters of the URL.
+  // Histogram (loaded by htmx after the table): a click on a bar narrows to its bucket
+  // (a plain link); dragging across bars narrows to the whole span, keeping the other
+  // filters of the URL. Listeners sit on the document, so a swapped-in chart works too.
   function setupHistogram() {
-    var svg = document.querySelector(".histogram svg");
-    if (!svg) { return; }
     var first = null;
     var dragged = false;
-    function barOf(ev) { return ev.target.closest("a.bar-link"); }
-    svg.addEventListener("mousedown", function (ev) {
+    function barOf(ev) {
+      return ev.target.closest ? ev.target.closest(".histogram a.bar-link") : null;
+    }
+    document.addEventListener("mousedown", function (ev) {
       first = barOf(ev); dragged = false;
       if (first) { ev.preventDefault(); }
     });
-    svg.addEventListener("mouseover", function (ev) {
+    document.addEventListener("mouseover", function (ev) {
       var bar = barOf(ev);
       if (first && bar && bar !== first) { dragged = true; }
     });
-    svg.addEventListener("mouseup", function (ev) {
+    document.addEventListener("mouseup", function (ev) {
       var last = barOf(ev);
       if (first && last && dragged) {
         var a = first.getAttribute("data-start"), b = last.getAttribute("data-start");
@@ -218,7 +219,9 @@
       }
       first = null;
     });
-    svg.addEventListener("click", function (ev) { if (dragged) { ev.preventDefault(); dragged = false; } });
+    document.addEventListener("click", function (ev) {
+      if (dragged && barOf(ev)) { ev.preventDefault(); dragged = false; }
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
