@@ -161,9 +161,11 @@ WINDOW = {"since": "-30d"}
 
 def _get(loaded: Loaded, tenant: str, path: str, **params: Any) -> httpx.Response:
     keys = loaded.exporters if path.startswith("/v1/export") else loaded.readers
+    # The detail route takes no time window: an undeclared parameter is a 400 (issue 9).
+    window = {} if path.startswith("/v1/events/") else WINDOW
     return httpx.get(
         f"{loaded.pipeline.url}{path}",
-        params={**WINDOW, **params},
+        params={**window, **params},
         headers={"Authorization": f"Bearer {keys[tenant]}"},
         timeout=30,
     )

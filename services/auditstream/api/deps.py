@@ -118,7 +118,7 @@ def key_still_valid(request: Request) -> bool:
 
 
 def require_role(role: Role) -> Callable[[ApiKey], Awaitable[ApiKey]]:
-    """A dependency that passes the current key on when its role is at least ``role``."""
+    """A dependency passing the current key on when its role includes the right ``role``, else 403."""
 
     async def dependency(key: CurrentKey) -> ApiKey:
         if not key.role.allows(role):

@@ -192,7 +192,8 @@ async def run(ctx: BenchContext) -> list[Metric]:
     api = ApiProcess(ctx.workdir, ctx.chdb_dsn, DATABASE, ctx.bootstrap)
     await asyncio.to_thread(api.start)
     try:
-        token = await asyncio.to_thread(create_key, api.keys_path, TENANT, "reader")
+        # exporter: the feed scenario needs it (issue 9); the other routes only need reader.
+        token = await asyncio.to_thread(create_key, api.keys_path, TENANT, "exporter")
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=api.url, headers=headers, timeout=60.0) as http:
             for name, (path, params, _) in scenarios.items():
