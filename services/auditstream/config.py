@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         86400.0, gt=0, description="A delivery still failing this long after the alert is marked failed."
     )
 
+    # --- web viewer ----------------------------------------------------------
+    web_session_hours: float = Field(
+        8.0,
+        gt=0,
+        le=24 * 7,
+        description="A viewer sign-in lasts this long (the key is re-checked on each request).",
+    )
+
     # --- logging -------------------------------------------------------------
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")

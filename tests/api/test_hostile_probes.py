@@ -45,6 +45,7 @@ ROUTE_RIGHT: dict[tuple[str, str], Role] = {
     ("GET", "/v1/events/{event_id}"): Role.READER,
     ("GET", "/v1/stats"): Role.READER,
     ("GET", "/v1/live"): Role.READER,
+    ("GET", "/v1/actors"): Role.READER,
     ("GET", "/v1/feed"): Role.EXPORTER,
     ("GET", "/v1/export"): Role.EXPORTER,
     ("GET", "/v1/exports"): Role.EXPORTER,
@@ -229,6 +230,8 @@ def call(probe: Probe, method: str, path: str, key_tenant: str, role: str, **par
     )
     if path == "/v1/live":
         params = {"max_seconds": 0.5, **params}
+    if path == "/v1/actors":
+        params = {"prefix": "b-secret" if key_tenant == B else "user", **params}
     if method == "POST" and path == "/v1/exports":
         return probe.request(
             method, url, key_tenant, role, params=params, json={"name": "probe", "filters": {"since": "-1d"}}

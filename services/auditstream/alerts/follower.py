@@ -91,7 +91,6 @@ class AlertService:
 
     async def start(self) -> None:
         from auditstream.api.publisher import Publisher
-
         from auditstream.events.attribution import attributor_for
 
         self._publisher = Publisher(

@@ -29,6 +29,7 @@ from auditstream.api.keys import CachedVerifier, KeyStore
 from auditstream.api.metrics import ApiMetrics, MetricsMiddleware
 from auditstream.api.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks
 from auditstream.api.routes import (
+    actors,
     alerts,
     checkpoints,
     events,
@@ -105,6 +106,12 @@ def create_app(
         app.include_router(ingest.router)
         app.include_router(checkpoints.router)
         app.include_router(alerts.router)
+        app.include_router(actors.router)
     app.include_router(health.router)
     install_docs(app)
+    if query_routes:
+        # The web viewer at / (imported here: a processor running alone never loads it).
+        from auditstream.web import install_web
+
+        install_web(app, settings)
     return app

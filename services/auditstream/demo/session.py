@@ -89,7 +89,8 @@ def _banner(running: Running, tenant: str, reader: str, admin: str, keys_file: P
     lines = [
         "",
         "auditstream is running (Ctrl-C stops it)",
-        f"  API            {url}",
+        f"  Web viewer     {url}/   (sign in with a key below)",
+        f"  API            {url}/v1",
         f"  OpenAPI docs   {url}/docs",
         f"  health         {url}/healthz   {url}/readyz   {url}/metrics",
         f"  Kafka          {running.settings.kafka_bootstrap}  topic {running.settings.topic}",

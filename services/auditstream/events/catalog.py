@@ -19,6 +19,16 @@ from __future__ import annotations
 
 from typing import Final
 
+__all__ = [
+    "ACTIVITY",
+    "CATEGORY_BY_PREFIX",
+    "SEVERITIES",
+    "categorize",
+    "describe",
+    "severity",
+    "verb_class",
+]
+
 AUTHENTICATION: Final = "authentication"
 USER_MANAGEMENT: Final = "user_management"
 ACCESS_CONTROL: Final = "access_control"
@@ -237,3 +247,50 @@ def severity(action: str, outcome: str, category: str) -> str:
         _severity_memo.clear()
     _severity_memo[key] = result
     return result
+
+
+# --- activity lines for people ------------------------------------------------------
+
+# What the viewer writes for well-known actions ("Created new scan – <resource>"). Anything
+# else falls back to a sentence built from the action's own words (see ``describe``).
+ACTIVITY: Final[dict[str, str]] = {
+    "scan.created": "Created new scan",
+    "scan.initiated": "Scan initiated",
+    "scan.updated": "Updated scan",
+    "scan.deleted": "Deleted scan",
+    "scan.completed": "Scan completed",
+    "user.login": "Signed in",
+    "user.login_failed": "Failed sign-in",
+    "user.logout": "Signed out",
+    "user.password_changed": "Changed password",
+    "user.password_reset": "Reset password",
+    "user.created": "Created user",
+    "user.invited": "Invited user",
+    "user.updated": "Updated user",
+    "user.deleted": "Deleted user",
+    "user.disabled": "Disabled user",
+    "role.assigned": "Assigned role",
+    "role.revoked": "Revoked role",
+    "key.created": "Created API key",
+    "key.revoked": "Revoked API key",
+    "key.rotated": "Rotated API key",
+    "config.updated": "Updated configuration",
+    "export.created": "Created export",
+    "export.downloaded": "Downloaded export",
+    "access.denied": "Access denied",
+}
+
+
+def describe(action: str, resource_name: str = "", resource_id: str = "") -> str:
+    """A human-readable activity line: ``Created new scan – Azure Cloud Workload``.
+
+    Known actions read from :data:`ACTIVITY`; an unknown one becomes its words
+    (``invoice.sent`` -> ``Invoice sent``), so nothing ever renders blank. The
+    resource's name (or id) follows a dash when there is one.
+    """
+    text = ACTIVITY.get(action)
+    if text is None:
+        words = action.replace("_", " ").replace(".", " ").split()
+        text = " ".join(words).capitalize() if words else action
+    target = resource_name or resource_id
+    return f"{text} – {target}" if target else text

@@ -293,6 +293,27 @@ class Store:
             return [], 0, 0
         return [(r["key"], int(r["n"])) for r in rows], int(rows[0]["total"]), int(rows[0]["groups"])
 
+    def suggest_actors(self, f: EventFilter, prefix: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        """Actors of events matching ``f`` whose id, name or email starts with ``prefix``.
+
+        Case-insensitive; the most active first, at most ``limit``. Each row is
+        ``{actor_id, last_name, last_email, n}`` (the latest name and email seen).
+        The caller bounds ``f``'s time window, so a type-ahead never scans all history.
+        """
+        where, params = build_where(f)
+        params["k_prefix"] = prefix.lower()
+        params["k_limit"] = int(limit)
+        sql = (
+            "SELECT actor_id, argMax(actor_name, occurred_at) AS last_name,"  # noqa: S608 - values are parameters
+            " argMax(actor_email, occurred_at) AS last_email, count() AS n"
+            f" FROM {self._table} WHERE {where}"
+            " AND (startsWith(lower(actor_id), {k_prefix:String})"
+            " OR startsWith(lower(actor_name), {k_prefix:String})"
+            " OR startsWith(lower(actor_email), {k_prefix:String}))"
+            " GROUP BY actor_id ORDER BY n DESC, actor_id ASC LIMIT {k_limit:UInt32}"
+        )
+        return self._select(sql, params)
+
     # --- the SIEM feed: ingest order --------------------------------------------
 
     def feed_page(
