@@ -23,6 +23,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from auditstream.bench.datagen import Dataset, generate
+from auditstream.events.ids import uuid7
 from auditstream.events.stored import COLUMNS, content_hash
 from auditstream.store import Store
 from auditstream.store.client import create_client
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--ids", choices=["v4", "v7"], default="v4", help="new batch ids: random (worst case) or time-ordered (SDK)"
+    )
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="identity-cost-")
     dsn = f"chdb://{folder}"
@@ -59,7 +63,7 @@ def main() -> None:
         return [
             build_row(
                 tenant_id=f"tenant-{i % 50:04d}",
-                event_id=uuid.uuid4(),
+                event_id=uuid.uuid4() if args.ids == "v4" else uuid7(),
                 occurred_at=now - timedelta(seconds=i % 3600),
                 kafka_offset=i,
             )
@@ -97,7 +101,7 @@ def main() -> None:
         without_mv.append(time.perf_counter() - t)
     client.command(mv_sql)
     n = args.batch
-    print(f"stored rows: {args.rows:,}; batch: {n:,} events; median of {args.runs} runs")
+    print(f"stored rows: {args.rows:,}; batch: {n:,} events ({args.ids} ids); median of {args.runs} runs")
     print(f"identity lookup, all new:     {median_ms(lookups_new):8.1f} ms/batch = {median_ms(lookups_new) * 1000 / n:5.2f} µs/event")
     print(f"identity lookup, half stored: {median_ms(lookups_half):8.1f} ms/batch = {median_ms(lookups_half) * 1000 / n:5.2f} µs/event")
     print(f"insert with audit_ids view:   {median_ms(with_mv):8.1f} ms/batch = {median_ms(with_mv) * 1000 / n:5.2f} µs/event")

@@ -210,7 +210,7 @@ class Processor:
         First write wins: the identities are looked up only now, after every earlier batch
         is written (writes are serialised), so a batch is settled against all before it.
         """
-        stored = await self.sink.stored_identities(list({identity(row) for row in batch.rows}))
+        stored = await self.sink.stored_identities([identity(row) for row in batch.rows])
         settled = settle_against_store(batch, stored)
         metrics.DUPLICATES.inc(settled.duplicates)
         by_position: dict[tuple[int, int], Incoming] | None = None

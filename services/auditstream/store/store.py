@@ -495,16 +495,23 @@ class Store:
         """
         if not keys:
             return {}
-        wanted = set(keys)
         found: dict[tuple[str, UUID], bytes] = {}
-        for tenant_id, event_id, digest in self._rows_with_ids(wanted, "audit_ids", "content_hash"):
+        rows = self._rows_with_ids(keys, "audit_ids", "content_hash")
+        if not rows:  # the common case, a batch of new events: no set of 20,000 pairs to build
+            return found
+        wanted = set(keys)
+        for tenant_id, event_id, digest in rows:
             key = (tenant_id, event_id)
             if key in wanted:
                 found[key] = digest if isinstance(digest, bytes) else bytes(digest, "latin-1")
         return found
 
-    def _rows_with_ids(self, wanted: set[tuple[str, UUID]], table: str, column: str) -> list[tuple]:
-        """``(tenant_id, event_id, column)`` of ``table``'s rows whose ids are among ``wanted``."""
+    def _rows_with_ids(self, keys: Sequence[tuple[str, UUID]], table: str, column: str) -> list[tuple]:
+        """``(tenant_id, event_id, column)`` of ``table``'s rows with a tenant and an id of ``keys``.
+
+        A superset of the pairs (a tenant of one key with the id of another): callers keep
+        the exact ones. Repeated keys are harmless (the ids are a set on the engine's side).
+        """
         client = self._client()
         settings: dict[str, Any] = {}
         if not self.dsn.startswith("chdb:"):
@@ -521,11 +528,13 @@ class Store:
                     settings=settings,
                 )
                 client.command(f"TRUNCATE TABLE {_PROBE}", settings=settings)
-                ids = [(i,) for i in {i for _, i in wanted}]
-                client.insert(_PROBE, ids, column_names=["event_id"], settings=settings)
-                result = client.query(
-                    sql, parameters={"t": sorted({t for t, _ in wanted})}, settings=settings
+                # Column-oriented: one list of ids, no tuple per row.
+                ids = [i for _, i in keys]
+                client.insert(
+                    _PROBE, [ids], column_names=["event_id"], column_oriented=True, settings=settings
                 )
+                tenants = sorted({t for t, _ in keys})
+                result = client.query(sql, parameters={"t": tenants}, settings=settings)
             except StoreError:
                 raise
             except Exception as exc:
@@ -541,7 +550,7 @@ class Store:
         if not keys:
             return set()
         wanted = set(keys)
-        return {(t, i) for t, i, _ in self._rows_with_ids(wanted, "audit_events", "1") if (t, i) in wanted}
+        return {(t, i) for t, i, _ in self._rows_with_ids(keys, "audit_events", "1") if (t, i) in wanted}
 
     def row_counts(self, topic: str) -> dict[str, int]:
         """Rows of ``topic`` as stored (``rows``: duplicates not merged yet included) and as read."""
