@@ -18,7 +18,7 @@ import uvicorn
 
 from auditstream.config import Settings
 from auditstream.kafka_admin import ensure_topics, input_topic_configs
-from auditstream.processor.service import Processor
+from auditstream.processor.service import Processor, ProcessorFailed
 from auditstream.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ async def run_services(
         waiters = [asyncio.ensure_future(stop.wait())]
         if serve_task:
             waiters.append(serve_task)
+        if proc:  # a batch that cannot be stored ends the process (nothing of it is committed)
+            waiters.append(asyncio.ensure_future(proc.failed.wait()))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         log.info("stopping")
@@ -117,6 +119,10 @@ async def run_services(
             await proc.stop()
         await asyncio.to_thread(store.close)
         log.info("stopped")
+    if proc and proc.failure is not None:
+        # Non-zero exit from the top level: a supervisor restarts the process, which reads
+        # the batch again (its offsets were never committed).
+        raise ProcessorFailed("a batch could not be stored") from proc.failure
 
 
 def _redact_dsn(dsn: str) -> str:
