@@ -16,8 +16,18 @@ import orjson
 
 from auditstream.events import AuditEvent, enrich, parse_event, uuid7
 
-ACTIONS = ["user.login", "user.login_failed", "scan.created", "scan.completed", "config.updated",
-           "role.assigned", "api_key.revoked", "export.created", "user.deleted", "settings.viewed"]
+ACTIONS = [
+    "user.login",
+    "user.login_failed",
+    "scan.created",
+    "scan.completed",
+    "config.updated",
+    "role.assigned",
+    "api_key.revoked",
+    "export.created",
+    "user.deleted",
+    "settings.viewed",
+]
 
 
 def corpus(n: int = 2000) -> list[bytes]:
@@ -35,18 +45,22 @@ def corpus(n: int = 2000) -> list[bytes]:
                 "type": "user",
                 "email": f"user{rnd.randrange(10_000)}@example.com",
                 "ip": f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(256)}"
-                if rnd.random() < 0.8 else f"2001:db8::{rnd.randrange(65536):x}",
+                if rnd.random() < 0.8
+                else f"2001:db8::{rnd.randrange(65536):x}",
                 "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
             },
             "resource": {"type": "scan", "id": f"scan-{rnd.randrange(10**6)}", "name": "nightly web scan"},
             "outcome": rnd.choice(["success", "success", "success", "failure"]),
             "source": {"service": "api-gateway", "host": "gw-1.internal", "request_id": f"req-{i}"},
             "details": {"plan": "enterprise", "region": "eu-west-1", "client_secret": "s3cr3t"}
-            if rnd.random() < 0.2 else {"plan": "enterprise", "region": "eu-west-1"},
+            if rnd.random() < 0.2
+            else {"plan": "enterprise", "region": "eu-west-1"},
         }
         if rnd.random() < 0.1:
-            ev["changes"] = [{"field": "retention_days", "old": 30, "new": 90},
-                             {"field": "smtp_password", "old": "a", "new": "b"}]
+            ev["changes"] = [
+                {"field": "retention_days", "old": 30, "new": 90},
+                {"field": "smtp_password", "old": "a", "new": "b"},
+            ]
         out.append(orjson.dumps(ev))
     return out
 

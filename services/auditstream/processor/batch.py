@@ -6,10 +6,10 @@ what unit tests call directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from auditstream.events.attribution import (
@@ -60,19 +60,29 @@ class Incoming(Protocol):
     def value(self) -> bytes | None: ...
 
 
-class Row(tuple):  # type: ignore[type-arg]
-    """An ``audit_events`` row (values in ``COLUMNS`` order) that knows its source message.
+class Row:
+    """An ``audit_events`` row (``values`` in ``COLUMNS`` order) with its source message.
 
-    A tuple, so the store inserts it as it is; ``message`` travels with it through the
-    identity check, the write and the poison-row isolation, with no position to remap.
+    ``message`` travels with the values through the identity check, the write and the
+    poison-row isolation, so there is no position to remap. A slotted pair: 0.14 µs per
+    event where a tuple subclass with an attribute cost 0.7 µs (bench/RESULTS.md).
     """
 
-    message: Incoming
+    __slots__ = ("message", "values")
 
-    def __new__(cls, values: tuple, message: Incoming) -> Row:  # type: ignore[type-arg]
-        row = tuple.__new__(cls, values)
-        row.message = message
-        return row
+    def __init__(self, values: tuple, message: Incoming) -> None:  # type: ignore[type-arg]
+        self.values = values
+        self.message = message
+
+    # Read like the tuple it wraps (tests and tools index rows by COLUMNS).
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.values[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +158,14 @@ def store_rejected(message: Incoming, error: str) -> Rejected:
     return Rejected(message, [FieldError(field="", message=reason, type="store_rejected")], reason)
 
 
-def identity(row: tuple) -> tuple[str, UUID]:
+def identity(row: Row) -> tuple[str, UUID]:
     """The identity of a stored event: ``(tenant_id, event_id)``."""
-    return row[_TENANT_ID], row[_EVENT_ID]
+    values = row.values
+    return values[_TENANT_ID], values[_EVENT_ID]
 
 
-def row_hash(row: tuple) -> bytes:
-    return row[_CONTENT_HASH]
+def row_hash(row: Row) -> bytes:
+    return row.values[_CONTENT_HASH]
 
 
 def process_batch(

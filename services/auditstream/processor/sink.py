@@ -63,7 +63,8 @@ class ClickHouseSink:
 
     async def _write_isolating(self, rows: Sequence[Row], token: str, poison: list[PoisonRow]) -> None:
         try:
-            await self._with_retry(functools.partial(self.store.insert_rows, rows, dedup_token=token))
+            values = [row.values for row in rows]
+            await self._with_retry(functools.partial(self.store.insert_rows, values, dedup_token=token))
         except StoreRejected as exc:
             if len(rows) == 1:
                 log.warning("row rejected by ClickHouse", extra={"token": token, "error": str(exc)})
