@@ -20,6 +20,7 @@ from auditstream.events.stored import COLUMNS
 from auditstream.processor.batch import Incoming, KafkaMessage, ProcessedBatch, process_batch
 from auditstream.processor.chain import build_chain
 from auditstream.processor.dlq import DeadLetter
+from auditstream.processor.order import InOrder
 from auditstream.processor.sink import ClickHouseSink
 from auditstream.retry import Backoff
 from auditstream.store import Store
@@ -108,3 +109,39 @@ async def test_batches_are_written_and_acknowledged_in_fetch_order() -> None:
     await chain.join(30)
     assert store.writes == [list(range(s, s + 5)) for s in range(0, 30, 5)]
     assert acked == list(range(30))
+
+
+class _Recorder:
+    """A last step that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    async def submit(self, item: str) -> None:
+        self.items.append(item)
+
+    def poll(self) -> None:
+        return None
+
+    async def join(self, grace: float | None = None) -> None:
+        return None
+
+
+async def test_a_ready_batch_after_a_failed_one_never_goes_on() -> None:
+    recorder = _Recorder()
+    in_order: InOrder[str] = InOrder(recorder, max_in_flight=2)
+    release = asyncio.Event()
+
+    async def first() -> str:
+        await release.wait()
+        raise RuntimeError("the first batch failed")
+
+    async def second() -> str:
+        return "second"  # ready long before the first: must still not go on
+
+    await in_order.submit(first())
+    await in_order.submit(second())
+    release.set()
+    with pytest.raises(RuntimeError, match="first batch"):
+        await in_order.join(30)
+    assert recorder.items == []  # neither went on: the second waits for the first, which failed
