@@ -19,7 +19,7 @@ import uvicorn
 from auditstream.config import Settings
 from auditstream.integrity.service import RunningSealer, start_sealer
 from auditstream.kafka_admin import ensure_pipeline_topics
-from auditstream.processor.service import Processor
+from auditstream.processor.service import Processor, ProcessorFailed
 from auditstream.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,8 @@ async def run_services(
         waiters = [asyncio.ensure_future(stop.wait())]
         if serve_task:
             waiters.append(serve_task)
+        if proc:  # a batch that cannot be stored ends the process (nothing of it is committed)
+            waiters.append(asyncio.ensure_future(proc.failed.wait()))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         log.info("stopping")
@@ -132,6 +134,10 @@ async def run_services(
             await proc.stop()
         await asyncio.to_thread(store.close)
         log.info("stopped")
+    if proc and proc.failure is not None:
+        # Non-zero exit from the top level: a supervisor restarts the process, which reads
+        # the batch again (its offsets were never committed).
+        raise ProcessorFailed("a batch could not be stored") from proc.failure
 
 
 def _redact_dsn(dsn: str) -> str:

@@ -19,6 +19,7 @@ __all__ = ["bench"]
 class Scenario(enum.StrEnum):
     ingest = "ingest"
     latency = "latency"
+    outside = "outside"
     query = "query"
     export = "export"
     all = "all"

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import orjson
 
-from auditstream.processor.batch import Rejected
+from auditstream.processor.batch import Incoming, KafkaMessage, Rejected
 
 # Stay under the broker's default message.max.bytes (1 MiB) with room for headers.
 MAX_DLQ_VALUE_BYTES = 900 * 1024
@@ -41,14 +41,21 @@ def dead_letter(rejected: Rejected, *, rejected_at: datetime) -> DeadLetter:
         ("auditstream.source.offset", str(message.offset).encode()),
         ("auditstream.rejected_at", rejected_at.isoformat().encode()),
     ]
-    # The processor converts rejects to KafkaMessage, which carries the record's timestamp.
-    timestamp_ms = getattr(message, "timestamp_ms", None)
+    timestamp_ms = _timestamp_ms(message)
     if timestamp_ms is not None:
         headers.append(("auditstream.source.timestamp", str(timestamp_ms).encode()))
     if value is not None and len(value) > MAX_DLQ_VALUE_BYTES:
         value = value[:MAX_DLQ_VALUE_BYTES]
         headers.append(("auditstream.original.truncated", b"true"))
     return DeadLetter(key=message.key, value=value, headers=headers)
+
+
+def _timestamp_ms(message: Incoming) -> int | None:
+    """The record's timestamp: ``KafkaMessage`` has milliseconds, faust's ``Message`` seconds."""
+    if isinstance(message, KafkaMessage):
+        return message.timestamp_ms
+    seconds = getattr(message, "timestamp", None)
+    return int(seconds * 1000) if seconds else None
 
 
 def read_dead_letter_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -1,99 +1,104 @@
-"""Batch delivery from faust's consumer, without the per-message stream machinery.
+"""The fetch step: batches from faust's consumer, without the per-message stream machinery.
 
 Faust hands each message through its Fetcher -> Conductor -> Channel -> Stream
 chain; on this project's 2-core benchmark box that chain costs about 90 µs per
 message (measured: a do-nothing ``take_events`` agent peaks near 9-11k msgs/s,
 while faust's own ``Consumer.getmany`` delivers 50k+/s). An audit pipeline works
 in batches anyway, so the processor replaces only that chain: ``BatchFetcher``
-reads batches straight from faust's consumer and hands them to the processor.
+reads batches (closed by size or time) straight from faust's consumer and submits
+each to the first step of the chain (chain.py) it was built with.
 
 Everything else stays faust's: the consumer group and partition assignment,
 rebalancing (faust stops and restarts this fetcher around a rebalance), flow
-control, the DLQ producer, and offset commits. Commits follow faust's ack rule:
-the consumer commits, every ``broker_commit_interval``, the offsets of messages
-that were acknowledged — and this fetcher acknowledges a batch only after the
-handler returned, i.e. after the batch is stored and its rejects are in the DLQ.
+control, the DLQ producer, and offset commits of acknowledged messages (the commit
+step acknowledges).
 
-Up to ``batches_in_flight`` batches are handled at once, so the next batch is fetched
-and validated while the previous one is written (the handler keeps the writes one at a
-time and in order). Batches are acknowledged in the order they were fetched.
+When it stops (shutdown, rebalance) the batches already submitted are finished
+within ``grace_seconds`` and so acknowledged. When a step raises (a batch cannot be
+stored, or the grace is over) the fetcher stops fetching and reports the error to
+``on_failure``: nothing of that batch or a later one is acknowledged, so nothing of it
+is committed, and the process exits from its top level (runtime.py).
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from faust.transport.consumer import Fetcher
 from faust.transport.drivers.aiokafka import Transport
-from faust.types import Message
+from faust.types import AppT, Message
 from mode import Service
+
+from auditstream.processor.step import Step
+
+__all__ = ["BatchFetcher", "BatchTransport"]
+
+log = logging.getLogger(__name__)
 
 # Shortest wait handed to getmany: 0 would spin the event loop.
 _MIN_POLL_SECONDS = 0.01
 
 
-class BatchHandler(Protocol):
-    batch_max_events: int
-    batch_max_seconds: float
-    batches_in_flight: int
-
-    def handle_batch(self, messages: Sequence[Message]) -> Awaitable[None]:
-        """Process a batch to the end; return only when it may be acknowledged."""
-        ...
-
-
 class BatchFetcher(Fetcher):
-    """faust's Fetcher service, draining the consumer in batches closed by size or time."""
+    """faust's Fetcher service, submitting batches to ``first_step``."""
+
+    def __init__(
+        self,
+        app: AppT,
+        *,
+        first_step: Step[Sequence[Message]],
+        max_events: int,
+        max_seconds: float,
+        grace_seconds: float,
+        on_failure: Callable[[BaseException], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.first_step = first_step
+        self.max_events = max_events
+        self.max_seconds = max_seconds
+        self.grace_seconds = grace_seconds
+        self.on_failure = on_failure
 
     @Service.task
     async def _fetcher(self) -> None:  # replaces Fetcher._fetcher (same task name)
-        app: Any = self.app
-        handler: BatchHandler = app.transport.batch_handler
-        consumer = app.consumer
-        ack: Callable[[Message], bool] = consumer.ack
-        max_events = handler.batch_max_events
-        max_seconds = handler.batch_max_seconds
-        max_in_flight = max(1, handler.batches_in_flight)
-        in_flight: deque[tuple[asyncio.Future[None], list[Message]]] = deque()
+        step = self.first_step
+        try:
+            try:
+                await self._fetch_into(step)
+            finally:
+                await step.join(self.grace_seconds)
+        except Exception as exc:
+            log.critical("a batch cannot be stored; fetching stopped, nothing after it is committed")
+            self.on_failure(exc)
 
-        async def settle(block: bool) -> None:
-            """Acknowledge finished batches from the oldest; with ``block``, wait for the oldest."""
-            while in_flight and (block or in_flight[0][0].done()):
-                done, messages = in_flight[0]
-                await asyncio.shield(done)  # raises if the handler failed: nothing acked
-                in_flight.popleft()
-                for message in messages:
-                    ack(message)
-                block = False
-
+    async def _fetch_into(self, step: Step[Sequence[Message]]) -> None:
+        consumer = self.app.consumer
+        max_events, max_seconds = self.max_events, self.max_seconds
         buffer: list[Message] = []
         opened = 0.0
-        try:
-            while not self.should_stop:
-                await settle(block=False)
-                wait = max_seconds if not buffer else opened + max_seconds - time.monotonic()
-                async for _tp, message in consumer.getmany(timeout=max(wait, _MIN_POLL_SECONDS)):
-                    if not buffer:
-                        opened = time.monotonic()
-                    buffer.append(message)
-                if buffer and (len(buffer) >= max_events or time.monotonic() - opened >= max_seconds):
-                    if len(in_flight) >= max_in_flight:
-                        await settle(block=True)
-                    in_flight.append((asyncio.ensure_future(handler.handle_batch(buffer)), buffer))
-                    buffer = []
-        finally:
-            # Stopping (shutdown, rebalance): batches already handed over finish (the
-            # handler bounds that) and are acknowledged, so their offsets can be committed.
-            while in_flight:
-                await settle(block=True)
+        while not self.should_stop:
+            step.poll()
+            wait = max_seconds if not buffer else opened + max_seconds - time.monotonic()
+            async for _tp, message in consumer.getmany(timeout=max(wait, _MIN_POLL_SECONDS)):
+                if not buffer:
+                    opened = time.monotonic()
+                buffer.append(message)
+            if buffer and (len(buffer) >= max_events or time.monotonic() - opened >= max_seconds):
+                batch, buffer = buffer, []
+                await step.submit(batch)
 
 
 class BatchTransport(Transport):
-    """The aiokafka transport with ``BatchFetcher``; ``batch_handler`` is set by the processor."""
+    """The aiokafka transport whose fetcher is ``BatchFetcher`` bound to a chain of steps."""
 
-    Fetcher = BatchFetcher
-    batch_handler: BatchHandler | None = None
+    def __init__(
+        self, url: Any, app: AppT, *, fetcher: functools.partial[BatchFetcher], **kwargs: Any
+    ) -> None:
+        super().__init__(url, app, **kwargs)
+        # faust builds its fetcher as ``transport.Fetcher(app, loop=..., beacon=...)``.
+        self.Fetcher = fetcher  # type: ignore[misc]

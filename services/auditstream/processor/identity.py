@@ -20,33 +20,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from auditstream.processor.batch import ProcessedBatch, identity, row_hash
+from auditstream.processor.batch import ProcessedBatch, Row, identity, row_hash
 
 __all__ = ["Settled", "settle_against_store"]
 
 
 @dataclass(slots=True)
 class Settled:
-    rows: list[tuple] = field(default_factory=list)
-    positions: list[tuple[int, int]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     duplicates: int = 0
-    # Positions (partition, offset) of the rows that conflict with a stored event.
-    conflicts: list[tuple[int, int]] = field(default_factory=list)
+    # The rows that conflict with a stored event (each with its message, for its dead letter).
+    conflicting: list[Row] = field(default_factory=list)
+
+    @property
+    def positions(self) -> list[tuple[int, int]]:
+        """(partition, offset) of the rows to write."""
+        return [(r.message.partition, r.message.offset) for r in self.rows]
+
+    @property
+    def conflicts(self) -> list[tuple[int, int]]:
+        """(partition, offset) of the conflicting rows."""
+        return [(r.message.partition, r.message.offset) for r in self.conflicting]
 
 
 def settle_against_store(batch: ProcessedBatch, stored: Mapping[tuple[str, UUID], bytes]) -> Settled:
     """What of ``batch`` may be written, given the content hashes already ``stored``."""
     out = Settled()
     known = dict(stored)
-    for row, position in zip(batch.rows, batch.positions, strict=True):
+    for row in batch.rows:
         key = identity(row)
         existing = known.get(key)
         if existing is None:
             known[key] = row_hash(row)
             out.rows.append(row)
-            out.positions.append(position)
         elif existing == row_hash(row):
             out.duplicates += 1
         else:
-            out.conflicts.append(position)
+            out.conflicting.append(row)
     return out

@@ -16,10 +16,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from auditstream.processor import metrics
+from auditstream.processor.batch import Row
+from auditstream.retry import Backoff, retry
 from auditstream.store.errors import StoreRejected, StoreUnavailable
 from auditstream.store.store import Store
 
@@ -40,7 +42,7 @@ class SinkStatus:
 
 @dataclass(frozen=True, slots=True)
 class PoisonRow:
-    index: int  # position in the batch handed to ``write``
+    row: Row  # the refused row, with its source message
     error: str
 
 
@@ -51,64 +53,56 @@ class ClickHouseSink:
     max_backoff: float = 10.0
     status: SinkStatus = field(default_factory=SinkStatus)
 
-    async def write(self, rows: Sequence[tuple], *, dedup_token: str) -> list[PoisonRow]:
+    async def write(self, rows: Sequence[Row], *, dedup_token: str) -> list[PoisonRow]:
         """Write ``rows``; return the rows ClickHouse refused as bad data (usually none)."""
         started = time.perf_counter()
         poison: list[PoisonRow] = []
-        await self._write_isolating(rows, 0, dedup_token, poison)
+        await self._write_isolating(rows, dedup_token, poison)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
         return poison
 
-    async def _write_isolating(
-        self, rows: Sequence[tuple], base: int, token: str, poison: list[PoisonRow]
-    ) -> None:
+    async def _write_isolating(self, rows: Sequence[Row], token: str, poison: list[PoisonRow]) -> None:
         try:
-            await self._write_with_retry(rows, token)
+            values = [row.values for row in rows]
+            await self._with_retry(functools.partial(self.store.insert_rows, values, dedup_token=token))
         except StoreRejected as exc:
             if len(rows) == 1:
                 log.warning("row rejected by ClickHouse", extra={"token": token, "error": str(exc)})
-                poison.append(PoisonRow(base, str(exc)))
+                poison.append(PoisonRow(rows[0], str(exc)))
                 return
             half = len(rows) // 2
             # Sub-batches get derived tokens: a replay splits the same way and dedupes the same way.
-            await self._write_isolating(rows[:half], base, f"{token}.a", poison)
-            await self._write_isolating(rows[half:], base + half, f"{token}.b", poison)
+            await self._write_isolating(rows[:half], f"{token}.a", poison)
+            await self._write_isolating(rows[half:], f"{token}.b", poison)
 
     async def stored_identities(self, keys: Sequence[tuple[str, UUID]]) -> dict[tuple[str, UUID], bytes]:
         """The store's content hashes of ``keys`` (first write wins), retried like a write."""
         if not keys:
             return {}
-        return await self._with_retry(self.store.stored_identities, keys)
+        return await self._with_retry(functools.partial(self.store.stored_identities, keys))
 
-    async def _write_with_retry(self, rows: Sequence[tuple], token: str) -> None:
-        await self._with_retry(functools.partial(self.store.insert_rows, rows, dedup_token=token))
+    async def _with_retry(self, call: Callable[[], T]) -> T:
+        # The client is synchronous (chDB runs in-process): keep the event loop free.
+        result = await retry(
+            functools.partial(asyncio.to_thread, call),
+            retry_on=StoreUnavailable,
+            backoff=Backoff(self.initial_backoff, self.max_backoff),
+            on_retry=self._unavailable,
+        )
+        self.status.store_available = True
+        self.status.consecutive_failures = 0
+        self.status.last_error = None
+        self.status.last_write_at = time.time()
+        metrics.STORE_AVAILABLE.set(1)
+        return result
 
-    async def _with_retry(self, call: Callable[..., T], *args: Any) -> T:
-        delay = self.initial_backoff
-        while True:
-            try:
-                # The client is synchronous (chDB runs in-process): keep the event loop free.
-                result = await asyncio.to_thread(call, *args)
-            except StoreUnavailable as exc:
-                self.status.store_available = False
-                self.status.consecutive_failures += 1
-                self.status.last_error = str(exc)
-                metrics.STORE_AVAILABLE.set(0)
-                metrics.WRITE_RETRIES.inc()
-                log.warning(
-                    "store unavailable; retrying batch",
-                    extra={
-                        "retry_in_s": delay,
-                        "failures": self.status.consecutive_failures,
-                        "error": str(exc),
-                    },
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-                continue
-            self.status.store_available = True
-            self.status.consecutive_failures = 0
-            self.status.last_error = None
-            self.status.last_write_at = time.time()
-            metrics.STORE_AVAILABLE.set(1)
-            return result
+    def _unavailable(self, exc: BaseException, retry_in: float) -> None:
+        self.status.store_available = False
+        self.status.consecutive_failures += 1
+        self.status.last_error = str(exc)
+        metrics.STORE_AVAILABLE.set(0)
+        metrics.WRITE_RETRIES.inc()
+        log.warning(
+            "store unavailable; retrying batch",
+            extra={"retry_in_s": retry_in, "failures": self.status.consecutive_failures, "error": str(exc)},
+        )

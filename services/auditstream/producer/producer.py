@@ -67,6 +67,7 @@ from auditstream.events.ids import uuid7
 from auditstream.events.model import AuditEvent
 from auditstream.events.validation import InvalidEvent, parse_event
 from auditstream.producer.errors import BrokerUnavailable, DeliveryFailed, ProducerClosed
+from auditstream.retry import Backoff, retry
 
 if TYPE_CHECKING:
     from auditstream.producer.spool import Spool
@@ -75,6 +76,9 @@ log = logging.getLogger(__name__)
 
 # Spooled events sent per round when the broker is back.
 SPOOL_CHUNK = 500
+# Waiting for a broker: to connect (short, start-up waits on it) and to send the spool.
+_CONNECT_BACKOFF = Backoff(initial=0.2, maximum=2.0)
+_SPOOL_BACKOFF = Backoff(initial=0.2, maximum=5.0)
 
 # The idempotent producer's sequence state is broken: after batches expired during an
 # outage, aiokafka keeps the old producer id and sequence numbers, and the broker refuses
@@ -265,32 +269,35 @@ class AuditProducer:
         """A started client; retries with backoff for ``within`` seconds (None: forever)."""
         loop = asyncio.get_running_loop()
         deadline = None if within is None else loop.time() + within
-        delay = 0.2
-        while True:
+
+        async def attempt() -> AIOKafkaProducer:
             if self._closing:  # aiokafka may swallow a cancellation while it connects
                 raise asyncio.CancelledError("the producer is closing")
             producer = self._new_client()
             remaining = 5.0 if deadline is None else deadline - loop.time()
             try:
                 await asyncio.wait_for(producer.start(), timeout=max(remaining, 0.1))
-            except (KafkaConnectionError, TimeoutError) as exc:
-                await producer.stop()
-                if deadline is not None and loop.time() >= deadline:
-                    raise BrokerUnavailable(
-                        f"Kafka broker at {self.bootstrap} did not answer within {within:g} s: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                log.info(
-                    "broker at %s not reachable yet (%s); retrying in %.1f s", self.bootstrap, exc, delay
-                )
-                wait = delay if deadline is None else min(delay, max(deadline - loop.time(), 0.0))
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, 2.0)
             except BaseException:
                 await producer.stop()
                 raise
-            else:
-                return producer
+            return producer
+
+        def on_retry(exc: BaseException, wait: float) -> None:
+            log.info("broker at %s not reachable yet (%s); retrying in %.1f s", self.bootstrap, exc, wait)
+
+        try:
+            return await retry(
+                attempt,
+                retry_on=(KafkaConnectionError, TimeoutError),
+                backoff=_CONNECT_BACKOFF,
+                within=within,
+                on_retry=on_retry,
+            )
+        except (KafkaConnectionError, TimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"Kafka broker at {self.bootstrap} did not answer within {within:g} s: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def _open_spool(self) -> None:
         if self._spool_dir is None:
@@ -505,15 +512,14 @@ class AuditProducer:
 
     async def _drain_spool(self) -> None:
         """Send spooled events in emit order once the broker answers; leave spooling when empty."""
-        delay = 0.2
         while True:
             await self._spool_wakeup.wait()
             if self._producer is None and self._started:
                 # Started while the broker was unreachable: keep trying until it answers.
                 self._producer = await self._connect(None)
                 log.info("connected to the broker at %s; sending the spool", self.bootstrap)
-            spool, producer = self._spool, self._producer
-            if spool is None or producer is None:
+            spool = self._spool
+            if spool is None or self._producer is None:
                 return
             # Direct sends still in flight may fail and join the spool at an earlier position:
             # wait until they are settled, or they would be sent after younger events.
@@ -524,9 +530,28 @@ class AuditProducer:
                 self._spooling = False
                 self._spool_wakeup.clear()
                 self._spool_drained.set()
-                delay = 0.2
                 log.info("spool drained; sending directly again")
                 continue
+
+            def on_retry(exc: BaseException, wait: float) -> None:
+                log.info("broker still unreachable (%r); spool retry in %.1f s", exc, wait)
+
+            # Part of the chunk may have been written before a failure: sending it again is
+            # safe (same event_id). Spooled records only join the end, so the chunk stays first.
+            await retry(
+                functools.partial(self._send_chunk, chunk),
+                retry_on=(KafkaError, TimeoutError),
+                backoff=_SPOOL_BACKOFF,
+                on_retry=on_retry,
+            )
+            spool.remove([seq for seq, _ in chunk])
+
+    async def _send_chunk(self, chunk: list[tuple[int, EncodedEvent]]) -> None:
+        """Send one spooled chunk and wait for every ack; a refused sequence gets a new client."""
+        while True:
+            producer = self._producer
+            if producer is None:
+                raise KafkaConnectionError("no Kafka client")
             try:
                 futures = [
                     await asyncio.wait_for(
@@ -538,17 +563,11 @@ class AuditProducer:
                 failed = next((r for r in results if isinstance(r, BaseException)), None)
                 if failed is not None:
                     raise failed
-            except (KafkaError, TimeoutError) as exc:
-                # Part of the chunk may have been written: sending it again is safe (same event_id).
-                if isinstance(exc, _BROKEN_SEQUENCE):
-                    await self._replace_client(exc)
-                    continue
-                log.info("broker still unreachable (%r); spool retry in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            except _BROKEN_SEQUENCE as exc:
+                # Not a wait: the broker answers, but not to this producer id.
+                await self._replace_client(exc)
                 continue
-            spool.remove([seq for seq, _ in chunk])
-            delay = 0.2
+            return
 
     async def _replace_client(self, cause: BaseException) -> None:
         """Swap the Kafka client for a new one (new producer id, sequences from 0).

@@ -1,0 +1,45 @@
+"""The validate step: decode, validate, attribute and enrich a fetched batch, off the event loop.
+
+The work is ``process_batch`` (pure, batch.py) on a worker thread: the event loop also
+serves the API in embedded mode, and the next step (in order) lets it overlap with the
+write of the batch before. The step hands the next one the batch still being validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from auditstream.events.attribution import Attributor
+from auditstream.processor import metrics
+from auditstream.processor.batch import Incoming, ProcessedBatch
+from auditstream.processor.step import Forward, Step
+
+__all__ = ["ProcessBatch", "Validate"]
+
+ProcessBatch = Callable[..., ProcessedBatch]
+
+
+class Validate(Forward):
+    def __init__(
+        self,
+        next_step: Step[Awaitable[ProcessedBatch]],
+        *,
+        process: ProcessBatch,
+        attributor: Attributor | None,
+        retention_days: int | None,
+    ) -> None:
+        super().__init__(next_step)
+        self.process = process
+        self.options: dict[str, Any] = {"attributor": attributor, "retention_days": retention_days}
+
+    async def submit(self, item: Sequence[Incoming]) -> None:
+        metrics.CONSUMED.inc(len(item))
+        metrics.BATCH_SIZE.observe(len(item))
+        await self.next_step.submit(self._validated(item))
+
+    async def _validated(self, messages: Sequence[Incoming]) -> ProcessedBatch:
+        now = datetime.now(UTC)
+        return await asyncio.to_thread(self.process, messages, received_at=now, now=now, **self.options)
