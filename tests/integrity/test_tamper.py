@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from auditstream.events.stored import COLUMNS
 from auditstream.integrity.canonical import leaf_hash_of_row
 from auditstream.integrity.merkle import (
     consistency_proof,
@@ -203,7 +204,9 @@ def test_exactly_once_across_restart_and_replay(
     restarted = Sealer(store, ledger, signer, checkpoint_seconds=3600, checkpoint_dir=tmp_path / "cp2")
     assert restarted.seal_tenant(tenant, store.feed_watermark(tenant)) == 0
     # A replayed copy of an already sealed event at a new Kafka position is not a second leaf.
-    store.insert_rows([(*rows[3][:-2], 0, 20)])
+    copy = list(rows[3])
+    copy[COLUMNS.index("kafka_partition")], copy[COLUMNS.index("kafka_offset")] = 0, 20
+    store.insert_rows([tuple(copy)])
     seal(restarted, tenant)
     assert ledger.tree_position(tenant)[0] == 8
     cp = ledger.checkpoints(tenant)

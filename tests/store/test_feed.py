@@ -202,7 +202,7 @@ def test_0003_applies_to_a_database_with_data(
         assert before.feed_watermark(tenant) == {0: 3, 1: 11}
 
     after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
-    assert after.open() == ["0003_feed_heads", "0004_first_write_wins"]
+    assert after.open()[:2] == ["0003_feed_heads", "0004_first_write_wins"]
     try:
         client = after._client()
         ddl = client.query(
@@ -249,7 +249,7 @@ def test_0004_indexes_events_stored_before_it(
     with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
         insert_old_rows(before, rows)
     after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
-    assert after.open() == ["0004_first_write_wins"]
+    assert after.open()[0] == "0004_first_write_wins"
     try:
         found = after.stored_identities([(tenant, r[0]) for r in rows])
         # Stored before hashes existed: all zeros, so any later event under the id is a conflict.

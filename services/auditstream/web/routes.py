@@ -276,12 +276,17 @@ def _histogram(request: Request, visit: _Visit) -> dict[str, Any]:
                 "url": view.url("/", since=g["key"], until=_iso(end)),
             }
         )
-    width = (until - since) / step
+    # The axis starts at the first bucket's start (ClickHouse floors to the hour or day), so
+    # the bucket holding `since` is drawn whole, not partly left of the chart.
+    axis = since.replace(minute=0, second=0, microsecond=0)
+    if bucket == "day":
+        axis = axis.replace(hour=0)
+    width = (until - axis) / step
     return {
         "bars": bars,
         "total": body["total"],
         "bucket": bucket,
-        "since": since,
+        "since": axis,
         "until": until,
         "slots": max(width, 1),
         "step_seconds": step.total_seconds(),
