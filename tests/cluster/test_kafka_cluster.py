@@ -115,11 +115,18 @@ class PlainProducer(Producer):
     ) -> None:
         pending = chunk
         while pending:
-            futures = [
-                await producer.send(self.topic, orjson.dumps(e), key=e["tenant_id"].encode()) for e in pending
-            ]
+            sent: list[tuple[dict[str, Any], Any]] = []
             failed = []
-            for event, future in zip(pending, futures, strict=True):
+            for e in pending:
+                try:
+                    # send() itself can time out waiting for metadata while leaders move
+                    # (KafkaTimeoutError): a client re-sends that one like any failed record.
+                    sent.append(
+                        (e, await producer.send(self.topic, orjson.dumps(e), key=e["tenant_id"].encode()))
+                    )
+                except KafkaError:
+                    failed.append(e)
+            for event, future in sent:
                 try:
                     await future
                     self.acked.append(event["event_id"])
