@@ -136,7 +136,7 @@ class PlainProducer(Producer):
                 raise TimeoutError(f"{len(failed)} events not acknowledged in time")
             if failed:
                 self.resent += len(failed)
-                await asyncio.sleep(0.5)  # back off before re-sending, as a client would
+                await asyncio.sleep(0.2)  # a client's back-off before re-sending, not a wait for a state
             pending = failed
 
 
