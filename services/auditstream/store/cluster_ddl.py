@@ -37,6 +37,7 @@ import re
 from collections.abc import Iterable
 
 from auditstream.store.client import validate_identifier
+from auditstream.store.sqltext import QUOTES, end_of_quoted
 
 _COMMENT = re.compile(r"\s*(--[^\n]*\n|/\*.*?\*/)", re.S)
 _DDL_VERBS = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "OPTIMIZE")
@@ -61,10 +62,8 @@ def _balanced_end(text: str, open_at: int) -> int:
     depth, i, n = 0, open_at, len(text)
     while i < n:
         ch = text[i]
-        if ch in "'\"`":
-            i += 1
-            while i < n and text[i] != ch:
-                i += 2 if text[i] == "\\" else 1
+        if ch in QUOTES:
+            i = end_of_quoted(text, i)
         elif ch == "(":
             depth += 1
         elif ch == ")":

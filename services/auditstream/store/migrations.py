@@ -27,6 +27,7 @@ from auditstream.resources import Resource
 from auditstream.store.client import validate_identifier
 from auditstream.store.cluster_ddl import ClusterDDL
 from auditstream.store.errors import MigrationError, StoreError, classify
+from auditstream.store.sqltext import QUOTES, end_of_quoted
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -70,10 +71,8 @@ def split_statements(text: str) -> list[str]:
     n = len(text)
     while i < n:
         ch = text[i]
-        if ch in "'\"`":
-            i += 1
-            while i < n and text[i] != ch:
-                i += 2 if text[i] == "\\" else 1
+        if ch in QUOTES:
+            i = end_of_quoted(text, i)
         elif text.startswith("--", i):
             end = text.find("\n", i)
             i = n if end < 0 else end
