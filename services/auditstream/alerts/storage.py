@@ -456,6 +456,12 @@ class AlertDB:
             )
         return out
 
+    def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per status (pending, delivered, failed), all tenants: for metrics and benches."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def due_deliveries(self, now: float, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
         with self._read() as conn:
             rows = conn.execute(
