@@ -39,6 +39,7 @@ from auditstream.bench.messages import (
     encode_messages,
     fresh_topic,
     new_producer,
+    send_at_rate,
 )
 from auditstream.bench.results import Metric, percentiles
 from auditstream.config import Settings
@@ -107,7 +108,13 @@ def _receive_hooks(conn: Connection) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # socketserver's default listen backlog is 5: with more concurrent deliveries the
+        # kernel drops the extra SYNs and the client retries after its 1 s SYN timeout, a
+        # delay of the receiver, not of delivery. Web servers listen with 128-511.
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     conn.send(server.server_address[1])
@@ -152,22 +159,15 @@ def _produce_at_rate(
         try:
             conn.send("ready")
             await asyncio.to_thread(conn.recv)  # "go"
-            # A 10 ms tick sends what the schedule says is due (the clock sets the load).
-            t0 = time.monotonic()
-            i = 0
-            end = t0 + seconds
-            while i < total and time.monotonic() < end + 5:
-                due = min(total, int((time.monotonic() - t0) * rate) + 1)
-                while i < due:
-                    value = payloads[i]
-                    if i % every == every // 2:
-                        event_id = str(uuid7())
-                        value = _trigger(event_id)
-                        sent[event_id] = (time.monotonic(), time.time())
-                    await producer.send(topic, value=value, partition=i % PARTITIONS)
-                    i += 1
-                await asyncio.sleep(0.01)
-            await producer.flush()
+
+            def message(i: int) -> bytes:
+                if i % every != every // 2:
+                    return payloads[i]
+                event_id = str(uuid7())
+                sent[event_id] = (time.monotonic(), time.time())
+                return _trigger(event_id)
+
+            await send_at_rate(producer, topic, total, rate, seconds, message)
         finally:
             await producer.stop()
 
