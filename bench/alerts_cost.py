@@ -31,6 +31,7 @@ import orjson
 from auditstream.alerts.model import parse_rule
 from auditstream.alerts.storage import AlertDB
 from auditstream.api.keys import KeyStore, Role
+from auditstream.bench.alerts import hundred_rules
 from auditstream.producer import SyncAuditProducer
 from tests.alerts.receiver import receiver
 from tests.fixtures.kafka import LocalBroker, free_port, new_topics
@@ -44,49 +45,6 @@ def metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
-
-
-def hundred_rules() -> list[dict]:
-    rules: list[dict] = []
-    for i in range(40):
-        rules.append(
-            {
-                "name": f"t{i}",
-                "kind": "threshold",
-                "filter": {"action": [ACTIONS[i % 50]]},
-                "group_by": "actor.id",
-                "threshold": 50,
-                "window": "5m",
-            }
-        )
-    for i in range(30):
-        rules.append({"name": f"m{i}", "kind": "match", "filter": {"action": [f"rare.thing{i}"]}})
-    for i in range(20):
-        rules.append(
-            {
-                "name": f"d{i}",
-                "kind": "distinct",
-                "filter": {"action": [ACTIONS[(i * 3) % 50]]},
-                "group_by": "actor.ip",
-                "distinct_field": "actor.id",
-                "threshold": 500,
-                "window": "10m",
-            }
-        )
-    for i in range(10):
-        rules.append(
-            {
-                "name": f"s{i}",
-                "kind": "sequence",
-                "window": "5m",
-                "group_by": "actor.id",
-                "sequence": [
-                    {"filter": {"action": ["user.login_failed"]}, "count": 20},
-                    {"filter": {"action": ["user.login"]}},
-                ],
-            }
-        )
-    return rules
 
 
 def events(n: int, tenant: str) -> list[dict]:

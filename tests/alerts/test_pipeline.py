@@ -275,6 +275,34 @@ def test_sigmahq_correlation_rule_fires_on_what_it_describes(tenant: Tenant) -> 
     assert fired[0]["severity"] == "high"
 
 
+def test_sigma_specification_correlation_fires_on_exactly_what_it_describes(tenant: Tenant) -> None:
+    """SigmaHQ's published correlation (the specification's example), verbatim, on the real pipeline."""
+    rule = tenant.rule(
+        {"kind": "sigma", "sigma": (EXAMPLES / "sigma_spec_failed_logins_then_success.yml").read_text()}
+    )
+    assert rule["rule"]["kind"] == "sequence" and rule["rule"]["window"] == "10m"
+    t0 = datetime.now(UTC) - timedelta(minutes=20)
+
+    def attempts(actor: str, failures: int, success: bool) -> list[dict[str, Any]]:
+        out = [failed_login(tenant, actor, t0 + timedelta(seconds=20 * i)) for i in range(failures)]
+        if success:
+            out.append(tenant.event("user.login", actor, t0 + timedelta(seconds=20 * failures + 5)))
+        return out
+
+    events = attempts("brute", 10, True)  # the brute force the rule describes
+    events += attempts("typo", 9, True)  # one failure below the threshold
+    events += attempts("locked", 12, False)  # failures, never a success
+    # A success before the failures: the order matters.
+    events += [tenant.event("user.login", "early", t0 - timedelta(seconds=30)), *attempts("early", 10, False)]
+    tenant.produce(events)
+    tenant.settle()
+    fired = tenant.alerts(rule_id=rule["id"])
+    assert [a["group"] for a in fired] == [{"actor.id": "brute"}]
+    assert fired[0]["severity"] == "high" and len(fired[0]["event_ids"]) == 11
+    tenant.hooks.wait_for(lambda: len(tenant.hooks.on(tenant.path)) == 1, "the delivery")
+    assert orjson.loads(tenant.hooks.on(tenant.path)[0].body)["alert"]["id"] == fired[0]["id"]
+
+
 def test_bad_rules_get_422_naming_the_field(tenant: Tenant) -> None:
     cases = [
         ({**SPIKE, "colour": "red"}, "colour"),

@@ -29,7 +29,7 @@ def fire(rule, rows):
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
 def test_every_shipped_example_imports(path: Path) -> None:
     rule = parse_rule(sigma_to_rule(path.read_text()))
-    assert rule.kind in ("match", "threshold")
+    assert rule.kind in ("match", "threshold", "sequence")
     assert rule.extra["sigma"] == path.read_text()
 
 
@@ -129,3 +129,67 @@ def test_value_count_becomes_distinct() -> None:
         "actor.id",
         10,
     )
+
+
+SPEC_EXAMPLE = "sigma_spec_failed_logins_then_success.yml"
+
+
+def test_specification_example_is_a_sequence_of_ten_failures_then_a_success() -> None:
+    rule = imported(SPEC_EXAMPLE)
+    assert (rule.kind, rule.window, rule.group_by, rule.severity) == (
+        "sequence",
+        timedelta(minutes=10),
+        ("actor.id",),
+        "high",
+    )
+    # EventID 529/4625 and 528/4624 through the Windows Security value mapping, duplicates merged.
+    assert [(f.actions, n) for f, n in rule.steps] == [(("user.login_failed",), 10), (("user.login",), 1)]
+    failures = [stored(action="user.login_failed", actor="admin", at=i * 30) for i in range(10)]
+    success = stored(action="user.login", actor="admin", at=320)
+    assert fire(rule, [*failures[:9], success]) == []  # nine failures: below the threshold
+    assert fire(rule, [success, *failures]) == []  # the success must come after the failures
+    fired = fire(rule, [*failures, success])
+    assert len(fired) == 1 and fired[0].group == {"actor.id": "admin"}
+    other = stored(action="user.login", actor="someone-else", at=320)
+    assert fire(rule, [*failures, other]) == []  # another user's success is another group
+
+
+SPEC_BASE = "title: f\nname: f\nlogsource: {product: windows, service: security}\ndetection:\n"
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        # A value outside the table is refused by name, never guessed.
+        (SPEC_BASE + "  sel:\n    EventID: 4688\n  condition: sel\n", "sigma.detection.EventID"),
+        # EventID means nothing under another log source.
+        (
+            "title: f\nlogsource: {product: linux}\ndetection:\n"
+            "  sel:\n    EventID: 4625\n  condition: sel\n",
+            "sigma.detection.EventID",
+        ),
+        # A chained event_count step grouping by other fields than the sequence.
+        (
+            SPEC_BASE + "  sel:\n    EventID: 4625\n  condition: sel\n"
+            "---\ntitle: c\nname: c\ncorrelation:\n  type: event_count\n  rules: [f]\n"
+            "  group-by: [client.ipAddress]\n"
+            "  timespan: 5m\n  condition: {gte: 3}\n"
+            "---\ntitle: s\ncorrelation:\n  type: temporal_ordered\n  rules: [c, f]\n  group-by: [User]\n"
+            "  timespan: 10m\n",
+            "sigma.rules.0.group-by",
+        ),
+        # ... or with a longer timespan than the sequence's.
+        (
+            SPEC_BASE + "  sel:\n    EventID: 4625\n  condition: sel\n"
+            "---\ntitle: c\nname: c\ncorrelation:\n  type: event_count\n  rules: [f]\n  group-by: [User]\n"
+            "  timespan: 1h\n  condition: {gte: 3}\n"
+            "---\ntitle: s\ncorrelation:\n  type: temporal_ordered\n  rules: [c, f]\n  group-by: [User]\n"
+            "  timespan: 10m\n",
+            "sigma.rules.0.timespan",
+        ),
+    ],
+)
+def test_value_mapping_and_chains_refuse_what_they_cannot_say(doc: str, field: str) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rule(sigma_to_rule(doc))
+    assert info.value.field == field

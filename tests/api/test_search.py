@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -263,3 +264,99 @@ def test_stats_tenant_isolation_and_bad_group(client: TestClient, tokens: dict[s
     assert r.status_code == 400 and r.json()["error"]["field"] == "group_by"
     r = client.get("/v1/stats", params={"tenant": B}, headers=auth(tokens, f"{A}:reader"))
     assert r.status_code == 403
+
+
+# --- details.KEY=VALUE (the filter alert rules take too) ------------------------------
+
+
+def _details(e: AuditEvent) -> dict[str, str]:
+    return e.details or {}
+
+
+def test_details_key_value_filters_events_stats_and_export(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    want = expect(lambda e: _details(e).get("note") == "rotated_by_ops")
+    assert len(want) > 3
+    assert ids(client, tokens, **{"details.note": "rotated_by_ops"}) == want
+    # Repeated: any of the values; with another filter: both.
+    two = expect(lambda e: _details(e).get("ticket") in ("INC-1007", "INC-1014"))
+    assert len(two) == 2
+    assert ids(client, tokens, **{"details.ticket": ["INC-1007", "INC-1014"]}) == two
+    both = expect(lambda e: _details(e).get("note") == "rotated_by_ops" and e.action == "config.updated")
+    assert ids(client, tokens, action="config.updated", **{"details.note": "rotated_by_ops"}) == both
+    # Exact strings: no substring, no case folding, and a key an event lacks matches nothing.
+    assert ids(client, tokens, **{"details.note": "rotated"}) == set()
+    assert ids(client, tokens, **{"details.note": "ROTATED_BY_OPS"}) == set()
+    assert ids(client, tokens, **{"details.absent": "rotated_by_ops"}) == set()
+    assert stats(client, tokens, group_by="action", **{"details.note": "rotated_by_ops"})["total"] == len(
+        want
+    )
+    r = client.get(
+        "/v1/export", params={"details.note": "rotated_by_ops"}, headers=auth(tokens, f"{A}:exporter")
+    )
+    assert r.status_code == 200, r.text
+    assert {orjson.loads(line)["event_id"] for line in r.text.splitlines() if line} == want
+
+
+def test_details_filter_survives_paging(client: TestClient, tokens: dict[str, str]) -> None:
+    want = expect(lambda e: _details(e).get("note") == "rotated_by_ops")
+    headers = auth(tokens, f"{A}:reader")
+    params: dict[str, Any] = {"details.note": "rotated_by_ops", "limit": 2}
+    seen: list[str] = []
+    for _ in range(50):  # bounded: a few pages
+        body = client.get("/v1/events", params=params, headers=headers).json()
+        seen += [e["event_id"] for e in body["data"]]
+        if not body.get("next_cursor"):
+            break
+        params = {"details.note": "rotated_by_ops", "limit": 2, "cursor": body["next_cursor"]}
+    assert sorted(seen) == sorted(want)
+    # The cursor is bound to its filter: another details value with it is refused.
+    first = client.get("/v1/events", params={"details.note": "rotated_by_ops", "limit": 2}, headers=headers)
+    cursor = first.json()["next_cursor"]
+    r = client.get("/v1/events", params={"details.note": "other", "cursor": cursor}, headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "details.",
+        "details.a'b",
+        "details.x') OR 1=1 --",
+        "details.a b",
+        "details.a]",
+        "details.ключ",
+        "details." + "k" * 129,
+        "details.%00",
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/events", "/v1/stats", "/v1/export"])
+def test_hostile_details_keys_are_422_naming_the_parameter(
+    client: TestClient, tokens: dict[str, str], name: str, route: str
+) -> None:
+    r = client.get(route, params={name: "x"}, headers=auth(tokens, f"{A}:exporter"))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == name[:64]
+
+
+@pytest.mark.parametrize(
+    "value", ["' OR 1=1 --", "\\'", "%", "_", "x'); DROP TABLE audit_events; --", "v" * 1024]
+)
+def test_hostile_details_values_match_nothing(client: TestClient, tokens: dict[str, str], value: str) -> None:
+    assert ids(client, tokens, **{"details.note": value}) == set()
+
+
+@pytest.mark.parametrize("value", ["", "v" * 1025])
+def test_empty_or_overlong_details_values_are_422(
+    client: TestClient, tokens: dict[str, str], value: str
+) -> None:
+    r = client.get("/v1/events", params={"details.note": value}, headers=auth(tokens, f"{A}:reader"))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "details.note"
+
+
+def test_details_on_a_route_without_filters_is_still_an_unknown_parameter(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    r = client.get("/v1/alerts/rules", params={"details.note": "x"}, headers=auth(tokens, f"{A}:admin"))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_parameter"

@@ -24,6 +24,7 @@ EXPECTED = {
         ("ingest.baseline_raw_consume", "events_per_s"),
     },
     "latency": {("latency.produce_to_queryable", "p50_ms"), ("latency.produce_to_queryable", "p99_ms")},
+    "alerts": {("alerts.produce_to_webhook", "p50_ms"), ("alerts.produce_to_webhook", "p99_ms")},
     "export": {
         ("export.clickhouse.outfile.JSONEachRow.2k", "rows_per_s"),
         ("export.clickhouse.outfile.CSVWithNames.5k", "peak_rss_mb"),
@@ -71,3 +72,6 @@ def test_every_scenario_reports_its_metrics(kafka_bootstrap: str, tmp_path: Path
     compared = {m.get("baseline") for m in saved["metrics"] if m["scenario"] == "export.api.ndjson.2k"}
     assert compared - {None} == {"export.clickhouse.outfile.JSONEachRow.2k"}
     assert by_key[("export.clickhouse.outfile.JSONEachRow.2k", "rows_per_s")]["extra"]["rows"] == 2000
+    # Every triggering event's alert reached the receiver (delivery loses nothing).
+    alerts = by_key[("alerts.produce_to_webhook", "p99_ms")]["extra"]
+    assert alerts["expected_alerts"] > 0 and alerts["missing"] == 0, alerts

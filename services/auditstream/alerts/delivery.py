@@ -12,6 +12,7 @@ jitter": receivers recovering from an outage are not hit by every sender at once
 first attempt is older than ``give_up_seconds`` the delivery is marked ``failed``. Every
 attempt is logged (status code or error, duration) and shown with the alert.
 
+Finished attempts are recorded together, one transaction per round of the loop.
 Delivery is at least once: a crash after the receiver answered but before the attempt was
 recorded sends it again. Receivers de-duplicate on ``alert.id`` (also ``X-Auditstream-Alert``).
 """
@@ -31,7 +32,8 @@ from prometheus_client import Counter, Histogram
 
 from auditstream.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from auditstream.alerts.storage import AlertDB
-from auditstream.alerts.targets import TargetRefused, check_url
+from auditstream.alerts.targets import Resolver, TargetRefused, resolve_target, system_resolve
+from auditstream.retry import Backoff, backoff_delay
 
 __all__ = ["DeliveryWorker", "backoff_seconds", "slack_payload", "webhook_payload"]
 
@@ -46,8 +48,8 @@ DELIVERY_SECONDS = Histogram(
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    delay = min(cap, base * 2 ** max(0, attempt - 1))
-    return delay * (0.5 + 0.5 * (rng or random).random())
+    """The delay before delivery attempt ``attempt + 1``: the project's backoff with equal jitter."""
+    return backoff_delay(attempt, Backoff(initial=base, maximum=cap), jitter=0.5, rng=rng)
 
 
 def webhook_payload(alert: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +94,7 @@ class DeliveryWorker:
         give_up_seconds: float = 24 * 3600.0,
         concurrency: int = 16,
         poll_seconds: float = 0.2,
+        resolve: Resolver = system_resolve,
     ) -> None:
         self.db = db
         self.allow_private = allow_private
@@ -101,6 +104,7 @@ class DeliveryWorker:
         self.give_up_seconds = give_up_seconds
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
+        self.resolve = resolve  # tests put a name of their own on a local address
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
@@ -109,13 +113,17 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        # follow_redirects=False: a redirect could point at an address check_url refused.
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+        # follow_redirects=False: a redirect could point at an address that was never checked.
+        # No idle connections: each attempt connects to the address it checked (targets.py),
+        # and a pooled connection made for one host name must not carry another's request.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits) as client:
             self._client = client
             try:
                 while not stop.is_set():
                     # Cleared before looking, so a wake-up during the look is not lost.
                     self._wake.clear()
+                    await self._record_finished()
                     free = self.concurrency - len(self._in_flight)
                     if free > 0:
                         try:
@@ -128,17 +136,47 @@ class DeliveryWorker:
                         for d in due:
                             task = asyncio.create_task(self._attempt(d))
                             self._in_flight[d["id"]] = task
-                            task.add_done_callback(lambda _, i=d["id"]: self._in_flight.pop(i, None))
+                            # A finished attempt wakes the loop, which records it (with any others).
+                            task.add_done_callback(lambda _: self._wake.set())
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             finally:
                 for task in list(self._in_flight.values()):
                     task.cancel()
                 await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self._record_finished()
 
-    async def _attempt(self, d: dict[str, Any]) -> None:
+    async def _record_finished(self) -> None:
+        """Record every finished attempt in one transaction, then let their deliveries be due again.
+
+        One commit per round instead of one per attempt: at tens of alerts a second the
+        per-attempt commits (each an fsync, each taking the write lock the evaluator needs)
+        were what held deliveries back. A delivery stays "in flight" until its attempt is
+        recorded, so it is never sent twice because its record was late.
+        """
+        done = {i: t for i, t in self._in_flight.items() if t.done()}
+        results = [r for t in done.values() if not t.cancelled() and (r := t.result()) is not None]
+        if results:
+            try:
+                await asyncio.to_thread(self.db.record_attempts, results)
+            except Exception:  # the file is busy: keep them in flight, record them next round
+                log.exception("recording delivery attempts failed")
+                return
+        for i in done:
+            self._in_flight.pop(i, None)
+
+    async def _attempt(self, d: dict[str, Any]) -> dict[str, Any] | None:
+        """Send one delivery; the attempt's record (``AlertDB.record_attempts``), None on error."""
+        try:
+            return await self._send(d)
+        except Exception:  # a bug here must not stop the worker; the delivery stays due
+            log.exception("alert delivery attempt crashed", extra={"delivery_id": d["id"]})
+            return None
+
+    async def _send(self, d: dict[str, Any]) -> dict[str, Any]:
         target = orjson.loads(d["target"])
-        alert = await asyncio.to_thread(self.db.alert_payload, d["alert_id"])
+        alert = d.get("alert")
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
@@ -158,9 +196,17 @@ class DeliveryWorker:
             if target.get("secret"):
                 headers[SIGNATURE_HEADER] = sign(target["secret"], ts, body)
             try:
-                await asyncio.to_thread(check_url, target["url"], allow_private=self.allow_private)
+                # Resolved once, every address checked, and the connection made to that address.
+                pinned = await asyncio.to_thread(
+                    resolve_target, target["url"], allow_private=self.allow_private, resolve=self.resolve
+                )
                 assert self._client is not None
-                response = await self._client.post(target["url"], content=body, headers=headers)
+                response = await self._client.post(
+                    pinned.request_url,
+                    content=body,
+                    headers={**headers, "Host": pinned.host_header},
+                    extensions=pinned.extensions,
+                )
                 status_code = response.status_code
                 if not 200 <= status_code < 300:
                     error = f"HTTP {status_code}"
@@ -184,12 +230,11 @@ class DeliveryWorker:
                 outcome,
                 extra={"alert_id": d["alert_id"], "url": target["url"], "error": error},
             )
-        await asyncio.to_thread(
-            self.db.record_attempt,
-            d["id"],
-            status_code=status_code,
-            error=error,
-            duration_ms=elapsed * 1000,
-            outcome=outcome,
-            next_attempt_at=next_at,
-        )
+        return {
+            "delivery_id": d["id"],
+            "status_code": status_code,
+            "error": error,
+            "duration_ms": elapsed * 1000,
+            "outcome": outcome,
+            "next_attempt_at": next_at,
+        }

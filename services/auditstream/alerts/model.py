@@ -45,7 +45,6 @@ __all__ = [
 KINDS = ("match", "threshold", "distinct", "sequence")
 MAX_WINDOW = timedelta(hours=24)
 MAX_TARGETS = 10
-MAX_DETAILS_FILTERS = 16
 
 # Fields a rule may group by (or count distinct values of): the stored column of each.
 GROUP_FIELDS: dict[str, str] = {
@@ -60,7 +59,6 @@ GROUP_FIELDS: dict[str, str] = {
     "source.service": "source_service",
     "source.host": "source_host",
 }
-_DETAILS_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})(s|m|h)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -222,7 +220,8 @@ def _filter_parameters() -> set[str]:
     from auditstream.api.deps import query_filters
 
     # since/until bound a query in time; a rule runs on every new event, so they mean nothing here.
-    return set(inspect.signature(query_filters).parameters) - {"since", "until"}
+    # details is the parsed form of the details.KEY parameters, which a rule names one by one.
+    return set(inspect.signature(query_filters).parameters) - {"since", "until", "details"}
 
 
 def _run_dependency(coro: Any) -> Any:
@@ -248,24 +247,18 @@ def _as_list(value: Any, path: str) -> list[str]:
 
 def parse_filter(raw: Any, path: str = "filter") -> FilterSpec:
     """Validate a filter dict; ``RuleError`` names ``path.<parameter>`` on any fault."""
-    from auditstream.api.deps import query_filters
+    from auditstream.api.deps import details_filters, query_filters
     from auditstream.api.errors import ApiError
 
     if not isinstance(raw, dict):
         raise RuleError(path, "expected an object of /v1/events parameters")
     allowed = _filter_parameters()
     kwargs: dict[str, Any] = {}
-    details: list[tuple[str, tuple[str, ...]]] = []
+    details: list[tuple[str, str]] = []
     for name, value in raw.items():
         where = f"{path}.{name}"
         if name.startswith("details."):
-            key = name[len("details.") :]
-            if not _DETAILS_KEY.match(key):
-                raise RuleError(where, "not a valid details key")
-            values = _as_list(value, where)
-            if any(len(v) > 1024 for v in values):
-                raise RuleError(where, "values are at most 1024 characters")
-            details.append((key, tuple(values)))
+            details.extend((name, v) for v in _as_list(value, where))
             continue
         if name in ("since", "until"):
             raise RuleError(where, "a rule applies to every new event; time bounds are not allowed")
@@ -277,14 +270,14 @@ def parse_filter(raw: Any, path: str = "filter") -> FilterSpec:
             raise RuleError(where, "expected a string")
         else:
             kwargs[name] = value
-    if len(details) > MAX_DETAILS_FILTERS:
-        raise RuleError(path, f"at most {MAX_DETAILS_FILTERS} details filters")
     if kwargs.get("outcome") not in (None, "success", "failure", "unknown"):
         raise RuleError(f"{path}.outcome", "expected success, failure or unknown")
     for name in ("resource_type", "resource_id", "q"):
         if name in kwargs and len(kwargs[name]) > 256:
             raise RuleError(f"{path}.{name}", "at most 256 characters")
     try:
+        # The same checks as the details.KEY query parameters of /v1/events.
+        kwargs["details"] = details_filters(details)
         parsed = _run_dependency(query_filters(**kwargs))
     except ApiError as exc:
         raise RuleError(f"{path}.{exc.field}" if exc.field else path, exc.message) from None
@@ -296,7 +289,7 @@ def parse_filter(raw: Any, path: str = "filter") -> FilterSpec:
         outcome=parsed.outcome,
         ip=parsed.ip,
         q=parsed.q,
-        details=tuple(sorted(details)),
+        details=parsed.details,
     )
 
 
@@ -305,7 +298,9 @@ def _check_field(name: Any, path: str) -> str:
         raise RuleError(path, "expected a field name")
     if name in GROUP_FIELDS:
         return name
-    if name.startswith("details.") and _DETAILS_KEY.match(name[len("details.") :]):
+    from auditstream.api.deps import DETAILS_KEY_RE
+
+    if name.startswith("details.") and DETAILS_KEY_RE.match(name[len("details.") :]):
         return name
     raise RuleError(
         path, f"unknown field {name[:60]!r}; expected one of {sorted(GROUP_FIELDS)} or details.KEY"

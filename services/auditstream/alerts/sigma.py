@@ -11,12 +11,23 @@ What maps (anything else is refused with a :class:`RuleError` naming the part):
   as ``N+1``); ``value_count`` -> ``distinct`` on the condition's ``field``;
   ``temporal_ordered`` -> ``sequence`` with one step per referenced rule. ``group-by`` ->
   ``group_by``, ``timespan`` -> ``window`` (at most 24h).
+* a ``temporal_ordered`` step may itself be an ``event_count`` correlation over one base rule
+  (the chained form of the specification's example "Failed Logins Followed by Successful
+  Login"): it becomes a step with ``count: N``, if it groups by the same fields and its
+  timespan is at most the outer one. The whole sequence must then fit in the outer
+  timespan, which is narrower than Sigma's reading (there the last step may come up to a
+  timespan after the N-th event); a document that needs more is refused, not widened.
 
 Field names go through :data:`FIELD_MAP` (case-insensitive): Okta System Log and GitHub audit
 log names onto our filter parameters. Values: ``outcome.result`` SUCCESS/ALLOW -> success,
 FAILURE/DENY -> failure; a trailing ``*`` after a dot on an action (or ``|startswith``
 ending in a dot) becomes our ``prefix.*``; ``|cidr`` on an IP field becomes the CIDR.
 Keyword detections (no field) become ``q``.
+
+Rules of other log sources can map too when their values are translated explicitly:
+:data:`VALUE_MAP` gives, per Sigma ``logsource`` (product, service), a field and the table of
+its values (Windows Security ``EventID`` 4625 -> ``user.login_failed``, ...). A value not in
+the table is refused by name; nothing is guessed.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from typing import Any
 
 from auditstream.alerts.model import RuleError, parse_window
 
-__all__ = ["FIELD_MAP", "GROUP_MAP", "sigma_to_rule"]
+__all__ = ["FIELD_MAP", "GROUP_MAP", "VALUE_MAP", "sigma_to_rule"]
 
 # Sigma field (lower case) -> our filter parameter.
 FIELD_MAP: dict[str, str] = {
@@ -57,6 +68,23 @@ FIELD_MAP: dict[str, str] = {
     "visibility": "details.visibility",
     "org": "details.org",
 }
+# Per Sigma logsource (product, service): Sigma field (lower case) -> (our filter parameter,
+# {Sigma value: our value}). Only these values map; the field means nothing elsewhere.
+VALUE_MAP: dict[tuple[str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("windows", "security"): {
+        # Windows logon audit events: 4624/4625 (Vista and later), 528/529 (Windows 2000/XP).
+        "eventid": (
+            "action",
+            {
+                "4624": "user.login",
+                "528": "user.login",
+                "4625": "user.login_failed",
+                "529": "user.login_failed",
+            },
+        ),
+    },
+}
+ValueTables = dict[str, tuple[str, dict[str, str]]]
 # Sigma group-by / value_count fields (lower case) -> our group fields.
 GROUP_MAP: dict[str, str] = {
     "actor": "actor.id",
@@ -91,11 +119,13 @@ _SINGLE = {"outcome", "ip", "resource_type", "resource_id", "q"}
 _LEVELS = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 
 
-def _map_field(name: str | None, path: str) -> str:
+def _map_field(name: str | None, path: str, tables: ValueTables) -> str:
     if name is None:
         return "q"
     if name.lower().startswith("details."):
         return name
+    if name.lower() in tables:
+        return tables[name.lower()][0]
     mapped = FIELD_MAP.get(name.lower())
     if mapped is None:
         raise RuleError(path, f"the Sigma field {name!r} has no mapping (see the Sigma mapping table)")
@@ -111,9 +141,14 @@ def _map_group(name: str, path: str) -> str:
     return mapped
 
 
-def _value(ours: str, value: Any, path: str) -> str:
+def _value(ours: str, value: Any, path: str, table: dict[str, str] | None = None) -> str:
     from sigma.types import SigmaCIDRExpression, SigmaNumber, SigmaString
 
+    if table is not None:
+        text = str(value) if isinstance(value, SigmaNumber | SigmaString) else None
+        if text is None or text not in table:
+            raise RuleError(path, f"the value {str(value)[:40]!r} has no mapping (known: {sorted(table)})")
+        return table[text]
     if isinstance(value, SigmaCIDRExpression):
         if ours != "ip":
             raise RuleError(path, "the cidr modifier applies to IP fields only")
@@ -142,7 +177,7 @@ def _value(ours: str, value: Any, path: str) -> str:
     )
 
 
-def _collect(node: Any, out: dict[str, list[str]], path: str) -> None:
+def _collect(node: Any, out: dict[str, list[str]], path: str, tables: ValueTables) -> None:
     from sigma.conditions import (
         ConditionAND,
         ConditionFieldEqualsValueExpression,
@@ -153,7 +188,7 @@ def _collect(node: Any, out: dict[str, list[str]], path: str) -> None:
 
     if isinstance(node, ConditionAND):
         for arg in node.args:
-            _collect(arg, out, path)
+            _collect(arg, out, path, tables)
         return
     if isinstance(node, ConditionNOT):
         raise RuleError(f"{path}.condition", "'not' is not supported")
@@ -169,24 +204,30 @@ def _collect(node: Any, out: dict[str, list[str]], path: str) -> None:
                 f"{path}.condition", "'or' across different fields or selections is not supported"
             )
         field = fields.pop()
-        ours = _map_field(field, f"{path}.{field or 'keywords'}")
-        values = [_value(ours, a.value, f"{path}.{field or 'keywords'}") for a in leaves]
+        ours = _map_field(field, f"{path}.{field or 'keywords'}", tables)
+        table = _table(field, tables)
+        values = [_value(ours, a.value, f"{path}.{field or 'keywords'}", table) for a in leaves]
         _add(out, ours, values, f"{path}.{field or 'keywords'}")
         return
     if isinstance(node, ConditionFieldEqualsValueExpression | ConditionValueExpression):
         field = getattr(node, "field", None)
-        ours = _map_field(field, f"{path}.{field or 'keywords'}")
+        ours = _map_field(field, f"{path}.{field or 'keywords'}", tables)
         _add(
             out,
             ours,
-            [_value(ours, node.value, f"{path}.{field or 'keywords'}")],
+            [_value(ours, node.value, f"{path}.{field or 'keywords'}", _table(field, tables))],
             f"{path}.{field or 'keywords'}",
         )
         return
     raise RuleError(f"{path}.condition", f"{type(node).__name__} is not supported")
 
 
+def _table(field: str | None, tables: ValueTables) -> dict[str, str] | None:
+    return tables[field.lower()][1] if field is not None and field.lower() in tables else None
+
+
 def _add(out: dict[str, list[str]], ours: str, values: list[str], path: str) -> None:
+    values = list(dict.fromkeys(values))  # two Sigma values may map to one of ours (528, 4624)
     if ours in out:
         raise RuleError(path, f"two conditions on {ours} in one rule (an AND of values) is not supported")
     if ours in _SINGLE and len(values) > 1:
@@ -199,17 +240,49 @@ def _detection_filter(rule: Any, path: str) -> dict[str, Any]:
     if len(conditions) != 1:
         raise RuleError(f"{path}.condition", "exactly one condition is supported")
     collected: dict[str, list[str]] = {}
-    _collect(conditions[0].parse(), collected, f"{path}")
+    source = rule.logsource
+    tables = VALUE_MAP.get(((source.product or "").lower(), (source.service or "").lower()), {})
+    _collect(conditions[0].parse(), collected, f"{path}", tables)
     return {
         k: (v if k in ("action", "actor") or k.startswith("details.") else v[0]) for k, v in collected.items()
     }
+
+
+def _threshold(cond: Any, path: str) -> int:
+    """``gte: N`` -> N, ``gt: N`` -> N + 1; other operators have no equivalent."""
+    from sigma.correlations import SigmaCorrelationConditionOperator
+
+    if cond.op == SigmaCorrelationConditionOperator.GTE:
+        return int(cond.count)
+    if cond.op == SigmaCorrelationConditionOperator.GT:
+        return int(cond.count) + 1
+    raise RuleError(path, f"{cond.op.name.lower()} is not supported (gte, gt)")
+
+
+def _count_step(inner: Any, head: Any, group_by: list[str], path: str) -> dict[str, Any]:
+    """A temporal_ordered step that is an event_count correlation -> a step with a count."""
+    from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationType
+
+    if inner.type != SigmaCorrelationType.EVENT_COUNT:
+        raise RuleError(f"{path}.type", f"a {inner.type.name.lower()} step is not supported (event_count)")
+    bases = [ref.rule for ref in inner.rules]
+    if len(bases) != 1 or isinstance(bases[0], SigmaCorrelationRule):
+        raise RuleError(f"{path}.rules", "an event_count step must refer to exactly one detection rule")
+    inner_group = [_map_group(g, f"{path}.group-by.{g}") for g in (inner.group_by or [])]
+    if sorted(inner_group) != sorted(group_by):
+        raise RuleError(
+            f"{path}.group-by", "an event_count step must group by the same fields as the sequence"
+        )
+    if inner.timespan.seconds > head.timespan.seconds:
+        raise RuleError(f"{path}.timespan", "an event_count step's timespan must not exceed the sequence's")
+    count = _threshold(inner.condition, f"{path}.condition")
+    return {"filter": _detection_filter(bases[0], f"{path}.detection"), "count": count}
 
 
 def sigma_to_rule(text: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The rule JSON for a Sigma document (then validated by ``parse_rule`` like any rule)."""
     from sigma.collection import SigmaCollection
     from sigma.correlations import (
-        SigmaCorrelationConditionOperator,
         SigmaCorrelationRule,
         SigmaCorrelationType,
     )
@@ -238,12 +311,17 @@ def sigma_to_rule(text: str, overrides: dict[str, Any] | None = None) -> dict[st
         head = detections[0]
         out = {"kind": "match", "filter": _detection_filter(head, "sigma.detection")}
     else:
-        if len(correlations) != 1:
+        # The head is the correlation no other one refers to (a chain has inner correlations).
+        inner = {id(ref.rule) for c in correlations for ref in c.rules}
+        heads = [c for c in correlations if id(c) not in inner]
+        if len(heads) != 1:
             raise RuleError("sigma", "one correlation per document is supported")
-        head = correlations[0]
+        head = heads[0]
         ctype = head.type
         bases = [ref.rule for ref in head.rules]
-        if any(isinstance(b, SigmaCorrelationRule) for b in bases):
+        if ctype != SigmaCorrelationType.TEMPORAL_ORDERED and any(
+            isinstance(b, SigmaCorrelationRule) for b in bases
+        ):
             raise RuleError("sigma.correlation.rules", "correlations of correlations are not supported")
         spec = str(head.timespan.spec)
         window = spec if re.match(r"^[1-9][0-9]*[smh]$", spec) else f"{int(head.timespan.seconds)}s"
@@ -256,14 +334,7 @@ def sigma_to_rule(text: str, overrides: dict[str, Any] | None = None) -> dict[st
             if len(bases) != 1:
                 raise RuleError("sigma.correlation.rules", "exactly one referenced rule is supported")
             cond = head.condition
-            if cond.op == SigmaCorrelationConditionOperator.GTE:
-                threshold = cond.count
-            elif cond.op == SigmaCorrelationConditionOperator.GT:
-                threshold = cond.count + 1
-            else:
-                raise RuleError(
-                    "sigma.correlation.condition", f"{cond.op.name.lower()} is not supported (gte, gt)"
-                )
+            threshold = _threshold(cond, "sigma.correlation.condition")
             out.update(
                 kind="threshold" if ctype == SigmaCorrelationType.EVENT_COUNT else "distinct",
                 filter=_detection_filter(bases[0], "sigma.detection"),
@@ -279,7 +350,9 @@ def sigma_to_rule(text: str, overrides: dict[str, Any] | None = None) -> dict[st
             out.update(
                 kind="sequence",
                 sequence=[
-                    {"filter": _detection_filter(b, f"sigma.rules.{i}.detection")}
+                    _count_step(b, head, group_by, f"sigma.rules.{i}")
+                    if isinstance(b, SigmaCorrelationRule)
+                    else {"filter": _detection_filter(b, f"sigma.rules.{i}.detection")}
                     for i, b in enumerate(bases)
                 ],
             )

@@ -456,14 +456,35 @@ class AlertDB:
             )
         return out
 
+    def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per status (pending, delivered, failed), all tenants: for metrics and benches."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def due_deliveries(self, now: float, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
+        """Pending deliveries due by ``now``, each with its alert (``"alert"``; None if gone)."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT d.*, a.rule_id FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
                 " WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
                 (now, limit + len(exclude)),
             ).fetchall()
-        return [dict(r) for r in rows if r["id"] not in exclude][:limit]
+            due = [dict(r) for r in rows if r["id"] not in exclude][:limit]
+            # The alerts in the same read: one trip to the file per round, not one per delivery.
+            ids = sorted({d["alert_id"] for d in due})
+            marks = ", ".join("?" * len(ids))
+            alerts = (
+                {
+                    r["id"]: self._alert_view(r)
+                    for r in conn.execute(f"SELECT * FROM alerts WHERE id IN ({marks})", ids)  # noqa: S608
+                }
+                if ids
+                else {}
+            )
+        for d in due:
+            d["alert"] = alerts.get(d["alert_id"])
+        return due
 
     def record_attempt(
         self,
@@ -476,27 +497,52 @@ class AlertDB:
         next_attempt_at: float | None,
     ) -> None:
         """Log one attempt and move the delivery on: delivered, failed, or pending again later."""
+        self.record_attempts(
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "status_code": status_code,
+                    "error": error,
+                    "duration_ms": duration_ms,
+                    "outcome": outcome,
+                    "next_attempt_at": next_attempt_at,
+                }
+            ]
+        )
+
+    def record_attempts(self, attempts: list[dict[str, Any]]) -> None:
+        """``record_attempt`` for many attempts in one transaction (one commit, one fsync)."""
         with self._tx() as conn:
-            row = conn.execute("SELECT attempts FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-            attempt = int(row["attempts"]) + 1
-            conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error, duration_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (delivery_id, attempt, iso(), status_code, error, round(duration_ms, 1)),
-            )
-            conn.execute(
-                "UPDATE deliveries SET attempts = ?, status = ?, last_status = ?, last_error = ?,"
-                " next_attempt_at = coalesce(?, next_attempt_at), finished_at = ? WHERE id = ?",
-                (
-                    attempt,
-                    outcome,
-                    status_code,
-                    error,
-                    next_attempt_at,
-                    time.time() if outcome != "pending" else None,
-                    delivery_id,
-                ),
-            )
+            for a in attempts:
+                row = conn.execute(
+                    "SELECT attempts FROM deliveries WHERE id = ?", (a["delivery_id"],)
+                ).fetchone()
+                attempt = int(row["attempts"]) + 1
+                conn.execute(
+                    "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error,"
+                    " duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        a["delivery_id"],
+                        attempt,
+                        iso(),
+                        a["status_code"],
+                        a["error"],
+                        round(a["duration_ms"], 1),
+                    ),
+                )
+                conn.execute(
+                    "UPDATE deliveries SET attempts = ?, status = ?, last_status = ?, last_error = ?,"
+                    " next_attempt_at = coalesce(?, next_attempt_at), finished_at = ? WHERE id = ?",
+                    (
+                        attempt,
+                        a["outcome"],
+                        a["status_code"],
+                        a["error"],
+                        a["next_attempt_at"],
+                        time.time() if a["outcome"] != "pending" else None,
+                        a["delivery_id"],
+                    ),
+                )
 
     def alert_payload(self, alert_id: str) -> dict[str, Any] | None:
         with self._read() as conn:

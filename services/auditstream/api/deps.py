@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -24,15 +24,17 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from auditstream.api.errors import BadRequest, Forbidden, Unauthorized
+from auditstream.api.errors import BadRequest, Forbidden, Unauthorized, Unprocessable
 from auditstream.api.keys import ApiKey, CachedVerifier, Role
 from auditstream.api.timeparse import parse_time
 from auditstream.config import Settings
 from auditstream.store import EventFilter, Store
 
 __all__ = [
+    "DETAILS_KEY_RE",
     "AdminKey",
     "CurrentKey",
+    "DetailsFilters",
     "ExporterKey",
     "FiltersDep",
     "IngestKey",
@@ -40,6 +42,7 @@ __all__ = [
     "SettingsDep",
     "StoreDep",
     "TenantDep",
+    "details_filters",
     "key_still_valid",
     "reject_unknown_parameters",
     "require_role",
@@ -175,6 +178,14 @@ TenantDep = Annotated[str, Depends(resolve_tenant)]
 _ACTION_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 _ACTION_PREFIX_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*\.\*$")
 MAX_VALUES = 100  # per repeatable parameter: keeps the generated SQL small
+# details.KEY=VALUE: the key names producers use (method, region, github.org, ...). Anything
+# else - quotes, brackets, spaces, SQL - is refused by name; the key is a bound parameter anyway.
+DETAILS_PREFIX = "details."
+DETAILS_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_DETAILS_KEYS = 16
+MAX_DETAILS_VALUE = 1024
+# (key, values) pairs, sorted: a details value must be one of the values (strings, exact).
+DetailsFilters = tuple[tuple[str, tuple[str, ...]], ...]
 DEFAULT_WINDOW = timedelta(days=7)
 
 Outcome = Literal["success", "failure", "unknown"]
@@ -198,6 +209,7 @@ class QueryFilters:
     outcome: str | None
     ip: str | None = None
     q: str | None = None
+    details: DetailsFilters = ()
 
     @property
     def raw(self) -> dict[str, str | list[str] | None]:
@@ -211,6 +223,8 @@ class QueryFilters:
             "outcome": self.outcome,
             "ip": self.ip,
             "q": self.q,
+            # Only when set: a cursor of a query without details keeps the hash it had.
+            **({"details": [f"{k}={v}" for k, vs in self.details for v in vs]} if self.details else {}),
         }
 
     def resolve_window(
@@ -252,6 +266,7 @@ class QueryFilters:
             outcome=self.outcome,
             ip=self.ip,
             text=self.q,
+            details=self.details,
         )
 
 
@@ -268,6 +283,40 @@ def check_window(since: datetime, until: datetime, max_window_days: int) -> None
 def _check_count(name: str, values: list[str]) -> None:
     if len(values) > MAX_VALUES:
         raise BadRequest(f"{name}: at most {MAX_VALUES} values", field=name)
+
+
+def details_filters(pairs: Iterable[tuple[str, str]]) -> DetailsFilters:
+    """``details.KEY=VALUE`` pairs (repeat one for several values, any of them) -> DetailsFilters.
+
+    Pairs whose name does not start with ``details.`` are ignored. A bad key, an empty or
+    overlong value, or too many keys/values is a 422 naming the parameter. Values are
+    compared exactly, as strings (no wildcards, no comma splitting: a value may hold commas).
+    Shared by the query parameters of /v1/events (and /v1/stats, /v1/export) and alert rules.
+    """
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if not name.startswith(DETAILS_PREFIX):
+            continue
+        key = name[len(DETAILS_PREFIX) :]
+        shown = name[:64]
+        if not DETAILS_KEY_RE.match(key):
+            raise Unprocessable(
+                f"{shown}: not a valid details key (1-128 of A-Z a-z 0-9 _ . : -)", field=shown
+            )
+        if not isinstance(value, str) or not value or len(value) > MAX_DETAILS_VALUE:
+            raise Unprocessable(
+                f"{shown}: expected a value of 1 to {MAX_DETAILS_VALUE} characters", field=shown
+            )
+        grouped.setdefault(key, []).append(value)
+        _check_count(shown, grouped[key])
+    if len(grouped) > MAX_DETAILS_KEYS:
+        raise Unprocessable(f"details: at most {MAX_DETAILS_KEYS} keys", field="details")
+    return tuple(sorted((k, tuple(sorted(set(v)))) for k, v in grouped.items()))
+
+
+async def details_params(request: Request) -> DetailsFilters:
+    """The ``details.KEY`` query parameters of a request (not declarable one by one)."""
+    return details_filters(request.query_params.multi_items())
 
 
 async def query_filters(
@@ -298,6 +347,9 @@ async def query_filters(
             "resource type/id/name, reason or a details value.",
         ),
     ] = None,
+    # details.KEY=VALUE query parameters (see details_filters); a caller that is not FastAPI
+    # (alert rules, export jobs) passes them already parsed, or not at all.
+    details: Annotated[DetailsFilters, Depends(details_params)] = (),
 ) -> QueryFilters:
     actors = [a for a in (actor or []) if a]
     _check_count("actor", actors)
@@ -333,6 +385,7 @@ async def query_filters(
         outcome=outcome,
         ip=ip,
         q=q,
+        details=details,
     )
 
 
@@ -342,8 +395,14 @@ FiltersDep = Annotated[QueryFilters, Depends(query_filters)]
 # --- unknown query parameters ------------------------------------------------------
 
 
+# Stands in the declared names for the details.KEY parameters of routes that take them.
+_DETAILS_WILDCARD = DETAILS_PREFIX + "*"
+
+
 def _query_names(dependant: Dependant) -> set[str]:
     names = {p.alias for p in dependant.query_params}
+    if dependant.call is details_params:
+        names.add(_DETAILS_WILDCARD)
     for sub in dependant.dependencies:
         names |= _query_names(sub)
     return names
@@ -379,6 +438,8 @@ async def reject_unknown_parameters(request: Request) -> None:
         return
     declared = _declared_query_parameters(route)
     for name in request.query_params:
+        if name.startswith(DETAILS_PREFIX) and _DETAILS_WILDCARD in declared:
+            continue  # checked by details_params, by name
         if name not in declared:
             shown = name[:64]
             accepted = ", ".join(sorted(declared)) or "none"

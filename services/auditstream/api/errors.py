@@ -10,6 +10,7 @@ Exception tree::
     Exception
     └── ApiError                 -- any error the API reports on purpose
         ├── BadRequest           400 invalid_parameter (names the parameter)
+        ├── Unprocessable        422 validation_error (names the parameter)
         ├── Unauthorized         401 unauthorized
         ├── Forbidden            403 forbidden
         └── NotFound             404 not_found
@@ -44,6 +45,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "Unauthorized",
+    "Unprocessable",
     "error_response",
     "install_error_handlers",
 ]
@@ -93,6 +95,11 @@ class ApiError(Exception):
 class BadRequest(ApiError):
     status_code = 400
     code = "invalid_parameter"
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+    code = "validation_error"
 
 
 class Unauthorized(ApiError):

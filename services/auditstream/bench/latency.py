@@ -20,7 +20,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from auditstream.bench.context import BenchContext, load_note
-from auditstream.bench.messages import PARTITIONS, create_topic, encode_messages, fresh_topic, new_producer
+from auditstream.bench.messages import (
+    PARTITIONS,
+    create_topic,
+    encode_messages,
+    fresh_topic,
+    new_producer,
+    send_at_rate,
+)
 from auditstream.bench.results import Metric, percentiles
 from auditstream.config import Settings
 from auditstream.store.client import create_client
@@ -59,20 +66,12 @@ def _produce_at_rate(
         try:
             conn.send("ready")
             await asyncio.to_thread(conn.recv)  # "go"
-            # A 10 ms tick: send whatever the schedule says is due; the clock, not the
-            # send rate, decides the load, so a slow tick catches up instead of drifting.
-            t0 = time.monotonic()
-            i = 0
-            end = t0 + seconds
-            while i < total and time.monotonic() < end + 5:
-                due = min(total, int((time.monotonic() - t0) * rate) + 1)
-                while i < due:
-                    partition = i % PARTITIONS
-                    sent[partition].append(time.monotonic())
-                    await producer.send(topic, value=payloads[i], partition=partition)
-                    i += 1
-                await asyncio.sleep(0.01)
-            await producer.flush()
+
+            def message(i: int) -> bytes:
+                sent[i % PARTITIONS].append(time.monotonic())
+                return payloads[i]
+
+            await send_at_rate(producer, topic, total, rate, seconds, message)
         finally:
             await producer.stop()
 

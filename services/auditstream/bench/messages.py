@@ -7,7 +7,9 @@ each baseline) reads the very same bytes and none pays for producing them.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -67,3 +69,29 @@ async def fill_topic(bootstrap: str, topic: str, messages: list[tuple[bytes, byt
     finally:
         await producer.stop()
     return loop.time() - t0
+
+
+async def send_at_rate(
+    producer: AIOKafkaProducer,
+    topic: str,
+    total: int,
+    rate: float,
+    seconds: float,
+    message: Callable[[int], bytes],
+) -> None:
+    """Send ``message(i)`` for i < ``total`` at ``rate`` per second, to partition i % PARTITIONS.
+
+    A 10 ms tick sends whatever the schedule says is due: the clock, not the send rate, sets
+    the load, so a slow tick catches up instead of drifting. ``message`` is called just
+    before its send (the place to note a send time). Stops 5 s after ``seconds`` at the latest.
+    """
+    t0 = time.monotonic()
+    i = 0
+    end = t0 + seconds
+    while i < total and time.monotonic() < end + 5:
+        due = min(total, int((time.monotonic() - t0) * rate) + 1)
+        while i < due:
+            await producer.send(topic, value=message(i), partition=i % PARTITIONS)
+            i += 1
+        await asyncio.sleep(0.01)
+    await producer.flush()

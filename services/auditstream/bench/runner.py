@@ -34,7 +34,7 @@ from auditstream.bench.results import (
 )
 from auditstream.bench.sizes import Sizes
 
-FAMILIES = ("ingest", "latency", "outside", "export", "query")
+FAMILIES = ("ingest", "latency", "alerts", "outside", "export", "query")
 CHILD_GRACE_S = 900.0  # beyond the scenario limits: data generation, start-up, shutdown
 
 

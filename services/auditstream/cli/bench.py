@@ -19,6 +19,7 @@ __all__ = ["bench"]
 class Scenario(enum.StrEnum):
     ingest = "ingest"
     latency = "latency"
+    alerts = "alerts"
     outside = "outside"
     query = "query"
     export = "export"
@@ -31,8 +32,10 @@ def bench(
     rows: Annotated[
         int | None, typer.Option(help="Query: stored rows; export: rows of the big export.")
     ] = None,
-    rate: Annotated[float | None, typer.Option(help="Latency: events/s (default: half of ours).")] = None,
-    seconds: Annotated[float | None, typer.Option(help="Latency: seconds of load.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Latency, alerts: events/s (default: half of ours).")
+    ] = None,
+    seconds: Annotated[float | None, typer.Option(help="Latency, alerts: seconds of load.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes (smoke test).")] = False,
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka bootstrap (default AUDITSTREAM_BENCH_KAFKA_BOOTSTRAP).")

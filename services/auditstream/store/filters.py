@@ -45,6 +45,8 @@ class EventFilter:
     ip: str | None = None
     # Free text, case-insensitive substring of the searchable values (see 0002 migration).
     text: str | None = None
+    # details.KEY=VALUE: ((key, (value, ...)), ...); the value under key is one of the values.
+    details: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.tenant_id:
@@ -158,4 +160,10 @@ def build_where(f: EventFilter) -> tuple[str, dict[str, Any]]:
         # ngrambf_v1 index (migration 0002) to skip granules that cannot contain x.
         clauses.append("search_text LIKE {f_text:String}")
         params["f_text"] = like_pattern(f.text)
+    for i, (key, values) in enumerate(f.details):
+        # Key and values are bound parameters; a missing key reads as '' and values are
+        # never empty, so an event without the key never matches.
+        clauses.append(f"details[{{f_dk_{i}:String}}] IN {{f_dv_{i}:Array(String)}}")
+        params[f"f_dk_{i}"] = key
+        params[f"f_dv_{i}"] = list(values)
     return " AND ".join(clauses), params

@@ -113,6 +113,7 @@ async def live(
         outcome=filters.outcome,
         ip=filters.ip,
         text=filters.q,
+        details=filters.details,
     )
     if last_event_id:
         try:
