@@ -94,6 +94,15 @@ def list_checkpoints(
             typer.echo(f"{row.tree_size}\t{row.created_at:%Y-%m-%dT%H:%M:%S}Z\t{root}")
 
 
+def _open_export(path: Path) -> Any:
+    """The export as a binary file; a gzip file (a job downloaded with ``gzip=true``) decompressed."""
+    import gzip
+
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
 def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None, str | None]:
     """Events of an NDJSON export; the proofs and the checkpoint note of its proof line, if any."""
     from auditstream.integrity.bundle import TRAILER_KEY
@@ -101,7 +110,7 @@ def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, 
     events: list[dict[str, Any]] = []
     proofs: dict[str, dict[str, Any]] | None = None
     note: str | None = None
-    with path.open("rb") as f:
+    with _open_export(path) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -121,13 +130,20 @@ def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, 
 
 
 def verify(
+    file: Annotated[
+        Path | None, typer.Argument(help="Offline: an NDJSON export (or its .gz), like --export.")
+    ] = None,
     tenant: Annotated[
         str | None, typer.Option(help="Online: recompute this tenant's log from the store.")
     ] = None,
     export: Annotated[Path | None, typer.Option(help="Offline: an NDJSON export to verify.")] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Offline: checkpoint note file (its last note); default: the export's proof line."),
+        typer.Option(
+            "--checkpoint",
+            "--note",
+            help="Offline: checkpoint note file (its last note); default: the export's proof line.",
+        ),
     ] = None,
     proofs: Annotated[
         Path | None, typer.Option(help="Offline: JSON lines of /v1/events/{id}/proof answers.")
@@ -155,6 +171,10 @@ def verify(
     from auditstream.integrity.verify import verify_export, verify_tenant
 
     settings = Settings()
+    if file is not None:
+        if export is not None:
+            raise _fail("give the export file once: as an argument or with --export")
+        export = file
     if (tenant is None) == (export is None):
         raise _fail("give either --tenant (online) or --export with --checkpoint (offline)")
     verifier = _verifier(key, settings)
@@ -209,7 +229,7 @@ def verify(
                     if line.strip():
                         p = json.loads(line)
                         given[p["event_id"]] = p
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, EOFError, ValueError, KeyError) as exc:
             raise _fail(str(exc)) from None
         if not notes:
             raise _fail(f"{checkpoint}: no signed note in it")

@@ -25,7 +25,7 @@ from auditstream.api.routes.events import json_response
 from auditstream.api.schemas import ERROR_RESPONSES
 from auditstream.integrity.ledger import CheckpointRow, LeavesMissing, Ledger
 from auditstream.integrity.merkle import consistency_proof, inclusion_proof
-from auditstream.integrity.service import origin, public_key
+from auditstream.integrity.service import origin, public_key, shared_ledger
 
 __all__ = ["LedgerDep", "router"]
 
@@ -33,10 +33,7 @@ router = APIRouter(prefix="/v1", tags=["integrity"])
 
 
 async def get_ledger(request: Request, store: StoreDep) -> Ledger:
-    ledger = getattr(request.app.state, "integrity_ledger", None)
-    if ledger is None:
-        ledger = request.app.state.integrity_ledger = Ledger(store.dsn, store.database)
-    return ledger
+    return shared_ledger(request.app.state, store)
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
