@@ -103,13 +103,16 @@ def _open_export(path: Path) -> Any:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
 
 
-def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None, str | None]:
-    """Events of an NDJSON export; the proofs and the checkpoint note of its proof line, if any."""
+def _read_events(
+    path: Path,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None, str | None, object]:
+    """Events of an NDJSON export; the proofs, checkpoint note and leaf format of its proof line, if any."""
     from auditstream.integrity.bundle import TRAILER_KEY
 
     events: list[dict[str, Any]] = []
     proofs: dict[str, dict[str, Any]] | None = None
     note: str | None = None
+    leaf_format: object = None
     with _open_export(path) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -124,9 +127,10 @@ def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, 
                     typer.echo(f"the server could not add proofs: {trailer['error']}", err=True)
                 proofs = {p["event_id"]: p for p in trailer.get("leaves", [])}
                 note = trailer.get("checkpoint")
+                leaf_format = trailer.get("leaf_format")  # absent: a file from before formats had numbers
                 continue
             events.append(item)
-    return events, proofs, note
+    return events, proofs, note, leaf_format
 
 
 def verify(
@@ -213,7 +217,7 @@ def verify(
     else:
         assert export is not None
         try:
-            events, trailer, trailer_note = _read_events(export)
+            events, trailer, trailer_note, leaf_format = _read_events(export)
             if checkpoint is not None:
                 notes = split_notes(checkpoint.read_text(encoding="utf-8"))
             elif trailer_note:
@@ -233,7 +237,13 @@ def verify(
             raise _fail(str(exc)) from None
         if not notes:
             raise _fail(f"{checkpoint}: no signed note in it")
-        report = verify_export(events, notes[-1], verifier, proofs=given if given is not None else trailer)
+        report = verify_export(
+            events,
+            notes[-1],
+            verifier,
+            proofs=given if given is not None else trailer,
+            leaf_format=leaf_format,
+        )
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:

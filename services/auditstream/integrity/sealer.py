@@ -37,7 +37,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 
 from auditstream.events.stored import format_datetime, utc_ms
-from auditstream.integrity.canonical import leaf_hash_of_row
+from auditstream.integrity.canonical import LEAF_FORMAT, leaf_hash_of_row
 from auditstream.integrity.ledger import CheckpointRow, Ledger
 from auditstream.integrity.merkle import Frontier
 from auditstream.integrity.note import Checkpoint, Signer, note_hash, sign_note
@@ -182,7 +182,7 @@ class Sealer:
                             now,
                         )
                     )
-                self.ledger.append_leaves(tenant_id, state.size, rows)
+                self.ledger.append_leaves(tenant_id, state.size, rows, leaf_format=LEAF_FORMAT)
                 state.frontier.extend(hashes)
                 state.size += len(rows)
                 state.positions = dict(page.positions)
@@ -207,7 +207,8 @@ class Sealer:
         if not force and state.checkpoint_size and mono - state.checkpoint_at < self.checkpoint_seconds:
             return None
         created = utc_ms(datetime.now(UTC))
-        extensions = [f"time {format_datetime(created)}"]
+        # The signed leaf-format line tells a verifier how the leaves were computed.
+        extensions = [f"time {format_datetime(created)}", f"leaf-format {LEAF_FORMAT}"]
         if state.last_note is not None:
             extensions.append(f"prev {base64.b64encode(note_hash(state.last_note)).decode()}")
         root = state.frontier.root()

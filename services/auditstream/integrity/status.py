@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from auditstream.integrity.canonical import leaf_hash_of_row
+from auditstream.integrity.canonical import UnknownLeafFormat, check_leaf_format, leaf_hash_of_row
 from auditstream.integrity.ledger import LeavesMissing, Ledger
 from auditstream.integrity.merkle import ProofError, inclusion_proof, verify_inclusion
 from auditstream.integrity.note import Checkpoint, NoteError, Verifier, open_note
@@ -62,6 +62,11 @@ def event_integrity(
         cp = Checkpoint.parse(open_note(cp_row.note, verifier))
     except NoteError as exc:
         return EventIntegrity("failed", f"checkpoint {size} does not verify: {exc}", leaf.leaf_index, size)
+    try:
+        check_leaf_format(leaf.leaf_format, f"leaf {leaf.leaf_index}")
+        check_leaf_format(cp.extension("leaf-format") or 1, f"checkpoint {size}")
+    except UnknownLeafFormat as exc:
+        return EventIntegrity("unknown", f"cannot check: {exc}", leaf.leaf_index, size)
     if cp.origin != origin or cp.size != size:
         return EventIntegrity(
             "failed", f"checkpoint {size} is not this tenant's (origin {cp.origin!r})", leaf.leaf_index, size

@@ -173,6 +173,7 @@ def event_proof(
             "event_id": str(eid),
             "leaf_index": leaf.leaf_index,
             "leaf_hash": _b64(leaf.leaf_hash),
+            "leaf_format": leaf.leaf_format,
             "tree_size": cp.tree_size,
             "audit_path": [_b64(h) for h in inclusion_proof(leaves, leaf.leaf_index, cp.tree_size)],
             "checkpoint": _checkpoint(cp),
