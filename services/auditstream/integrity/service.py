@@ -74,6 +74,7 @@ def start_sealer(settings: Settings, store: Store) -> RunningSealer:
         checkpoint_seconds=settings.checkpoint_seconds,
         checkpoint_dir=settings.resolved_checkpoint_dir,
         origin_prefix=settings.checkpoint_key_name,
+        duty=settings.sealer_duty,
     )
     stop = threading.Event()
     thread = threading.Thread(target=sealer.run, args=(stop,), name="auditstream-sealer", daemon=True)
