@@ -167,12 +167,6 @@ def verify(
             help="Online: checkpoint files kept outside the database (WORM); repeat or give folders.",
         ),
     ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            min=1, max=16, help="Online: processes recomputing the leaves (CPU-bound; 2 on 2 cores)."
-        ),
-    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Verify a tenant's log (online) or an export file (offline) against signed checkpoints."""
@@ -215,7 +209,6 @@ def verify(
                 retention_days=retention_days or settings.retention_days,
                 since=since_at,
                 copies=kept,
-                workers=workers,
             )
         except Exception as exc:
             raise _fail(f"verification could not run: {type(exc).__name__}: {exc}") from None

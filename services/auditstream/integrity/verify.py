@@ -23,12 +23,10 @@ from __future__ import annotations
 __all__ = ["TAMPERING", "Finding", "Kind", "Report", "verify_export", "verify_tenant"]
 
 import base64
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from itertools import islice
 from typing import Any
 
 from auditstream.integrity.canonical import (
@@ -230,7 +228,6 @@ def verify_tenant(
     table: str = "audit_events",
     since: datetime | None = None,
     copies: Sequence[str] = (),
-    workers: int = 1,
 ) -> Report:
     """Recompute the tenant's log from what is stored and check it against every checkpoint.
 
@@ -241,8 +238,6 @@ def verify_tenant(
     ``since`` skips re-hashing the events that the last checkpoint signed before it
     already covered (the expensive part); signatures, the chain, every root and the
     presence of every event are still checked.
-
-    ``workers`` > 1 recomputes the leaves in that many processes (``_with_leaf_hashes``).
     """
     now = now or datetime.now(UTC)
     report = Report(tenant_id)
@@ -362,7 +357,7 @@ def verify_tenant(
     # --- every stored event against its leaf --------------------------------------
     seen = bytearray(len(hashes))
     unsealed = 0
-    for row, recomputed in _with_leaf_hashes(ledger.iter_events(tenant_id, table), workers):
+    for row in ledger.iter_events(tenant_id, table):
         report.events += 1
         eid = row["event_id"]
         index = ids.get(eid.bytes)
@@ -386,7 +381,7 @@ def verify_tenant(
             )
             continue
         seen[index] = 1
-        if index < rehash_from or recomputed == hashes[index]:
+        if index < rehash_from or leaf_hash_of_row(row) == hashes[index]:
             continue
         sealed_at = positions[index]
         if sealed_at != (partition, offset):
@@ -451,39 +446,6 @@ def _checkpoint_leaf_format(cp: Checkpoint) -> int:
     """The leaf format a checkpoint signs (``leaf-format`` line; none: format 1, from before the line)."""
     value = cp.extension("leaf-format")
     return 1 if value is None else check_leaf_format(value, f"checkpoint at tree size {cp.size}")
-
-
-def _hash_rows(rows: list[dict[str, Any]]) -> list[bytes]:
-    return [leaf_hash_of_row(row) for row in rows]
-
-
-def _with_leaf_hashes(
-    rows: Iterator[dict[str, Any]], workers: int, chunk: int = 4000
-) -> Iterator[tuple[dict[str, Any], bytes]]:
-    """Each row with its recomputed leaf hash, in the rows' order.
-
-    The leaf (``row_to_event``, canonical JSON, SHA-256) is the CPU-bound part of a
-    verification and Python runs it on one core; with ``workers`` > 1 chunks of rows go
-    to that many processes (spawned, not forked: the parent holds database threads),
-    at most two chunks per worker in flight so memory stays bounded.
-    """
-    if workers <= 1:
-        for row in rows:
-            yield row, leaf_hash_of_row(row)
-        return
-    import multiprocessing
-    from concurrent.futures import Future, ProcessPoolExecutor
-
-    pending: deque[tuple[list[dict[str, Any]], Future[list[bytes]]]] = deque()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        while batch := list(islice(rows, chunk)):
-            pending.append((batch, pool.submit(_hash_rows, batch)))
-            if len(pending) >= 2 * workers:
-                done, future = pending.popleft()
-                yield from zip(done, future.result(), strict=True)
-        while pending:
-            done, future = pending.popleft()
-            yield from zip(done, future.result(), strict=True)
 
 
 def _ingest_order(event: Mapping[str, Any]) -> tuple[str, int, int]:
