@@ -118,6 +118,14 @@ class Settings(BaseSettings):
 
     # --- tamper evidence (integrity/) -----------------------------------------
     sealer_enabled: bool = Field(True, description="Run the Merkle sealer next to the processor.")
+    sealer_duty: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="While events keep arriving, the sealer works at most this share of the time (it"
+        " shares the process with the processor) and catches up at full speed once ingest pauses;"
+        " 1: never yield.",
+    )
     checkpoint_seconds: float = Field(
         60.0, gt=0, description="At most one signed checkpoint per tenant this often (when it got events)."
     )

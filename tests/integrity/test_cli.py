@@ -75,3 +75,47 @@ def test_verify_online_and_offline(
     nothing = runner.invoke(app, ["verify", "--tenant", "nobody", "--key", str(signer.verifier)], env=env)
     assert nothing.exit_code == 2 and "no checkpoint" in nothing.output
     assert runner.invoke(app, ["verify", "--tenant", tenant, "--key", "garbage"], env=env).exit_code == 2
+
+
+def test_unknown_leaf_format_is_refused_with_exit_2(
+    env: dict[str, str], tmp_path: Path, store: Store, ledger: Ledger, tenant: str, insider
+) -> None:
+    from auditstream.integrity.note import Checkpoint, open_note, sign_note
+
+    runner = CliRunner()
+    signer = load_or_create_signer(tmp_path / "checkpoint.key", "auditstream")
+    sealer = Sealer(store, ledger, signer, checkpoint_dir=tmp_path / "checkpoints")
+    rows = seed(store, tenant, 4)
+    seal(sealer, tenant)
+    cp_row = ledger.checkpoints(tenant)[0]
+    cp = Checkpoint.parse(open_note(cp_row.note, signer.verifier))
+    assert cp.extension("leaf-format") == "1"  # signed with the checkpoint
+    assert {leaf.leaf_format for leaf in ledger.iter_leaves(tenant, 0, 4)} == {1}
+    key = str(signer.verifier)
+
+    # Offline: a proof line or a checkpoint naming a format this verifier does not know.
+    events = [row_to_event(store.get_event(tenant, r[0])) for r in rows]
+    note = tmp_path / "checkpoint.note"
+    note.write_text(cp_row.note)
+    export = tmp_path / "export.ndjson"
+    trailer = {"auditstream_proof": {"checkpoint": cp_row.note, "leaf_format": 9, "leaves": []}}
+    export.write_text("".join(json.dumps(e) + "\n" for e in [*events, trailer]))
+    out = runner.invoke(app, ["verify", str(export), "--note", str(note), "--key", key], env=env)
+    assert out.exit_code == 2, out.output
+    assert "uses leaf format '9'" in out.output and "knows leaf format 1" in out.output
+    future = Checkpoint(cp.origin, cp.size, cp.root, ("leaf-format 2",))
+    note.write_text(sign_note(future.text(), signer))
+    export.write_text("".join(json.dumps(e) + "\n" for e in events))
+    out = runner.invoke(app, ["verify", str(export), "--note", str(note), "--key", key], env=env)
+    assert out.exit_code == 2 and "checkpoint at tree size 4 uses leaf format '2'" in out.output
+
+    # Online: a leaf row recorded with an unknown format.
+    sql(
+        insider,
+        f"ALTER TABLE {store.database}.merkle_leaves UPDATE leaf_format = 7"
+        " WHERE tenant_id = {t:String} AND leaf_index = 2",
+        t=tenant,
+    )
+    out = runner.invoke(app, ["verify", "--tenant", tenant, "--key", key], env=env)
+    assert out.exit_code == 2, out.output
+    assert "leaf 2 uses leaf format '7'" in out.output

@@ -166,7 +166,10 @@ def stored_count(url: str, token: str, **params: str) -> int:
 @pytest.fixture(scope="module")
 def loaded(kafka_bootstrap: str, clickhouse_dsn: str) -> Iterator[Loaded]:
     topics = new_topics(kafka_bootstrap)
-    with running_pipeline(kafka_bootstrap, topics, clickhouse_dsn) as pipeline:
+    # Checkpoints every second, so the detail view's integrity badge is soon "verified".
+    with running_pipeline(
+        kafka_bootstrap, topics, clickhouse_dsn, AUDITSTREAM_CHECKPOINT_SECONDS="1"
+    ) as pipeline:
         store = KeyStore(pipeline.data_dir / "keys.sqlite3")
         keys = {
             f"{t}:{r.value}": store.create(t, r, f"browser {r.value}").token
@@ -391,6 +394,31 @@ def test_detail_view_with_changes(page: Page, loaded: Loaded, shots: Path) -> No
     expect(page.locator("#copy-state")).to_have_text("Copied")
     assert json.loads(page.evaluate("navigator.clipboard.readText()"))["event_id"] == change["event_id"]
     page.screenshot(path=str(shots / "viewer-detail.png"), full_page=True)
+
+
+def test_detail_view_shows_the_event_verified_in_a_checkpoint(page: Page, loaded: Loaded) -> None:
+    change = loaded.special["change"]
+    token = loaded.keys[f"{TENANT}:reader"]
+    # Wait (bounded) until a signed checkpoint covers the event: the proof route answers 200.
+    deadline = time.monotonic() + STORED_WITHIN
+    while True:
+        proof = httpx.get(
+            f"{loaded.url}/v1/events/{change['event_id']}/proof",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        if proof.status_code == 200:
+            break
+        assert proof.status_code == 404, proof.text  # stored, not sealed yet
+        assert time.monotonic() < deadline, "the event was not covered by a checkpoint in time"
+        time.sleep(0.3)
+    sign_in(page, token)
+    page.goto(f"/events/{change['event_id']}")
+    badge = page.locator("#integrity")
+    expect(badge).to_have_attribute("data-state", "verified")
+    expect(badge).to_contain_text(re.compile(r"included in checkpoint \d+, verified"))
+    size = int(re.search(r"checkpoint (\d+)", badge.inner_text()).group(1))  # type: ignore[union-attr]
+    assert size >= proof.json()["leaf_index"] + 1
 
 
 def test_live_mode_shows_an_event_produced_now(page: Page, loaded: Loaded) -> None:

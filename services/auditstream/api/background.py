@@ -17,6 +17,7 @@ from auditstream.api.jobs import ExportRunner, JobStore
 from auditstream.api.publisher import Publisher
 from auditstream.config import Settings
 from auditstream.events.attribution import attributor_for
+from auditstream.integrity.service import export_proof, shared_ledger
 from auditstream.store import Store
 
 __all__ = ["EXPORT_WORKERS", "install_background"]
@@ -31,7 +32,14 @@ def install_background(
 
     publisher = Publisher(settings.kafka_bootstrap, settings.topic, attributor_for(settings))
     jobs = JobStore(settings.resolved_keys_path.parent / "exports.sqlite3")
-    runner = ExportRunner(jobs, store, settings.data_dir / "exports", build_filter, workers=EXPORT_WORKERS)
+    runner = ExportRunner(
+        jobs,
+        store,
+        settings.data_dir / "exports",
+        build_filter,
+        workers=EXPORT_WORKERS,
+        proof=lambda f: export_proof(settings, shared_ledger(app.state, store), f),
+    )
     app.state.publisher = publisher
     app.state.export_jobs = jobs
     app.state.export_runner = runner

@@ -19,6 +19,10 @@ jobs it was running: they stop at the next slice of the file and stay ``running`
 next start.
 
 At most ``workers`` (1–2) jobs run at once; the others wait ``pending``.
+
+A job created with ``include_proof`` (NDJSON only) ends its file with the proof line
+of ``GET /v1/export?include_proof=true`` (``integrity.bundle``), written after the
+events, so the downloaded file verifies alone with ``auditstream verify``.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ CREATE TABLE IF NOT EXISTS export_jobs (
     started_at    TEXT,
     finished_at   TEXT,
     created_by    TEXT NOT NULL,
-    attempts      INTEGER NOT NULL DEFAULT 0
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    include_proof INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS export_jobs_tenant ON export_jobs (tenant_id, created_at);
 """
@@ -89,6 +94,11 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         sqlite_file.create(self.path, _SCHEMA)
+        with self._connect() as conn:
+            # A file made before include_proof existed: add the column (old jobs had no proof).
+            names = {r["name"] for r in conn.execute("PRAGMA table_info(export_jobs)")}
+            if "include_proof" not in names:
+                conn.execute("ALTER TABLE export_jobs ADD COLUMN include_proof INTEGER NOT NULL DEFAULT 0")
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return sqlite_file.connect(self.path)
@@ -97,6 +107,7 @@ class JobStore:
     def _row(row: sqlite3.Row) -> dict[str, Any]:
         job = dict(row)
         job["filters"] = orjson.loads(job["filters"])
+        job["include_proof"] = bool(job["include_proof"])
         return job
 
     def create(
@@ -109,12 +120,14 @@ class JobStore:
         since: datetime,
         until: datetime,
         created_by: str,
+        include_proof: bool = False,
     ) -> dict[str, Any]:
         job_id = str(uuid.uuid4())
         with self._connect() as conn:
             conn.execute(
                 "INSERT INTO export_jobs (id, tenant_id, name, format, filters, window_since, window_until,"
-                " status, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                " status, created_at, created_by, include_proof)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 (
                     job_id,
                     tenant_id,
@@ -125,6 +138,7 @@ class JobStore:
                     _ts(until),
                     _ts(),
                     created_by,
+                    int(include_proof),
                 ),
             )
         job = self.get(job_id)
@@ -181,6 +195,8 @@ class JobStore:
 
 
 FilterBuilder = Callable[[dict[str, Any], str, datetime, datetime], Any]
+# An export's filter -> its proof line (``integrity.bundle.proof_trailer`` bound to a ledger and key).
+ProofWriter = Callable[[Any], bytes]
 
 
 class _Stopped(Exception):
@@ -199,6 +215,7 @@ class ExportRunner:
         *,
         workers: int = 2,
         rows_per_query: int = ROWS_PER_QUERY,
+        proof: ProofWriter | None = None,
     ) -> None:
         if not 1 <= workers <= 2:
             raise ValueError("workers must be 1 or 2: exports share the engine with queries")
@@ -208,6 +225,7 @@ class ExportRunner:
         self.build_filter = build_filter
         self.workers = workers
         self.rows_per_query = rows_per_query
+        self.proof = proof
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -268,7 +286,7 @@ class ExportRunner:
             f = self.build_filter(job["filters"], job["tenant_id"], since, until)
             total = self.store.count_events(f)
             self.jobs.update(job_id, rows_total=total)
-            written = self._write(job_id, f, job["format"], part)
+            written = self._write(job_id, f, job["format"], part, proof=bool(job["include_proof"]))
             os.replace(part, final)
         except _Stopped:
             part.unlink(missing_ok=True)
@@ -294,7 +312,7 @@ class ExportRunner:
             "export job %s completed: %d rows in %.2f s", job_id, written, seconds, extra={"rows": written}
         )
 
-    def _write(self, job_id: str, f: Any, fmt: str, part: Path) -> int:
+    def _write(self, job_id: str, f: Any, fmt: str, part: Path, *, proof: bool = False) -> int:
         export = EventExport(self.store, f, fmt, order="asc", rows_per_query=self.rows_per_query)
         last_report = time.monotonic()
         # Owner-only (0600): an export is a copy of the audit log; the rename keeps the mode.
@@ -307,6 +325,12 @@ class ExportRunner:
                 if now - last_report >= _PROGRESS_EVERY_SECONDS:
                     self.jobs.update(job_id, rows_written=export.rows)
                     last_report = now
+            if proof:
+                if self.proof is None:
+                    raise RuntimeError("this runner has no proof writer: the job cannot include proofs")
+                # After the events, like the streamed export: the newest checkpoint then
+                # covers as many of them as possible.
+                out.write(self.proof(f))
             out.flush()
             os.fsync(out.fileno())
         return export.rows

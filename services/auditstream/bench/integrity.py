@@ -12,6 +12,17 @@ Python per row), then measures on the same engine (chDB in a temporary folder):
 * verify: ``verify_tenant`` recomputing every leaf from audit_events and every root.
 
 Prints one JSON line. Timings are wall clock on a shared machine: a figure, not a test.
+
+    python -m auditstream.bench.integrity --ab --bootstrap HOST:PORT --events 60000 --repeat 2
+
+A/B of the sealer's cost to ingest, in one process and one session: the ingest bench's
+``run_ours`` on one pre-filled topic, alternating without the sealer, with it never
+yielding (``AUDITSTREAM_SEALER_DUTY=1``, the behaviour before it paced itself) and with
+the default duty; for each, ingest events/s, the sealer's lag (events stored but not
+sealed, and ``auditstream_sealer_lag_seconds``) the moment the last event was stored,
+its highest lag seconds during the run, the time it then took to catch up, the sealer
+thread's CPU time over the ingest wall time (``sealer_cpu_share``: what it took from the
+processor sharing its process), and the load.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import json
 import shutil
 import tempfile
 import time
+from typing import Any
 
 from auditstream.bench.datagen import Dataset, generate
 from auditstream.integrity.ledger import Ledger
@@ -76,11 +88,113 @@ def run(rows: int, page_size: int = 5000) -> dict[str, float | int | str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _ab_round(ctx: Any, topic: str, events: int, duty: float | None) -> dict[str, Any]:
+    import asyncio
+    import os
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    from auditstream.bench.ingest import run_ours
+
+    client = create_client(ctx.chdb_dsn)
+    for database in ("bench_ours", "bench_ours_sealed"):
+        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    if duty is not None:
+        os.environ["AUDITSTREAM_SEALER_DUTY"] = str(duty)
+    peak = [0.0]
+    at_end: dict[str, Any] = {}
+    cpu = "auditstream_sealer_cpu_seconds_total"
+    started: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:  # the lag while ingest runs, 5 times a second
+        stored_before = -1
+        while not done.wait(0.2):
+            lag = REGISTRY.get_sample_value("auditstream_sealer_lag_seconds") or 0.0
+            peak[0] = max(peak[0], lag)
+            try:
+                stored = int(
+                    client.query("SELECT count() FROM bench_ours_sealed.audit_events").result_rows[0][0]
+                )
+                sealed = int(
+                    client.query("SELECT count() FROM bench_ours_sealed.merkle_leaves").result_rows[0][0]
+                )
+            except Exception:
+                continue
+            if stored > 0 and not started:
+                started.extend((time.monotonic(), REGISTRY.get_sample_value(cpu) or 0.0))
+            if stored >= events and stored_before < events and started:
+                wall = time.monotonic() - started[0]
+                share = ((REGISTRY.get_sample_value(cpu) or 0.0) - started[1]) / wall
+                at_end.update(
+                    unsealed_events=stored - sealed, lag_s=round(lag, 2), sealer_cpu_share=round(share, 3)
+                )
+            stored_before = stored
+
+    sampler = threading.Thread(target=sample, daemon=True) if duty is not None else None
+    if sampler is not None:
+        sampler.start()
+    load = os.getloadavg()[0]
+    try:
+        metrics = asyncio.run(run_ours(ctx, topic, events, sealer=duty is not None))
+    finally:
+        done.set()
+        if sampler is not None:
+            sampler.join(5)
+        client.close()
+    out: dict[str, Any] = {"sealer_duty": duty, "loadavg_1m_before": round(load, 2)}
+    for m in metrics:
+        out[m.metric] = m.value
+    if duty is not None:
+        out.update(at_end, peak_lag_s=round(peak[0], 2))
+    return out
+
+
+def ab(bootstrap: str, events: int, repeat: int) -> list[dict[str, Any]]:
+    import asyncio
+    from pathlib import Path
+
+    from auditstream.bench.context import BenchContext
+    from auditstream.bench.messages import create_topic, encode_messages, fill_topic, fresh_topic
+    from auditstream.bench.sizes import FULL
+
+    workdir = Path(tempfile.mkdtemp(prefix="auditstream-bench-ab-"))
+    ctx = BenchContext(bootstrap, workdir, FULL)
+    topic = fresh_topic("ab")
+
+    async def fill() -> None:
+        await create_topic(bootstrap, topic)
+        await fill_topic(bootstrap, topic, encode_messages(events))
+
+    asyncio.run(fill())
+    results = []
+    try:
+        for i in range(repeat):
+            order: list[float | None] = [None, 1.0, 0.1]
+            for duty in order if i % 2 == 0 else list(reversed(order)):
+                result = _ab_round(ctx, topic, events, duty)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--ab", action="store_true", help="A/B of ingest without and with the sealer.")
+    parser.add_argument("--bootstrap", help="--ab: Kafka bootstrap.")
+    parser.add_argument("--events", type=int, default=60_000, help="--ab: messages in the topic.")
+    parser.add_argument("--repeat", type=int, default=2, help="--ab: rounds of (none, duty 1, duty 0.1).")
     args = parser.parse_args()
+    if args.ab:
+        if not args.bootstrap:
+            parser.error("--ab needs --bootstrap")
+        ab(args.bootstrap, args.events, args.repeat)
+        return
     print(json.dumps(run(args.rows, args.page_size)))
 
 

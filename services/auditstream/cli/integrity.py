@@ -94,14 +94,26 @@ def list_checkpoints(
             typer.echo(f"{row.tree_size}\t{row.created_at:%Y-%m-%dT%H:%M:%S}Z\t{root}")
 
 
-def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None, str | None]:
-    """Events of an NDJSON export; the proofs and the checkpoint note of its proof line, if any."""
+def _open_export(path: Path) -> Any:
+    """The export as a binary file; a gzip file (a job downloaded with ``gzip=true``) decompressed."""
+    import gzip
+
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def _read_events(
+    path: Path,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]] | None, str | None, object]:
+    """Events of an NDJSON export; the proofs, checkpoint note and leaf format of its proof line, if any."""
     from auditstream.integrity.bundle import TRAILER_KEY
 
     events: list[dict[str, Any]] = []
     proofs: dict[str, dict[str, Any]] | None = None
     note: str | None = None
-    with path.open("rb") as f:
+    leaf_format: object = None
+    with _open_export(path) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -115,19 +127,27 @@ def _read_events(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, 
                     typer.echo(f"the server could not add proofs: {trailer['error']}", err=True)
                 proofs = {p["event_id"]: p for p in trailer.get("leaves", [])}
                 note = trailer.get("checkpoint")
+                leaf_format = trailer.get("leaf_format")  # absent: a file from before formats had numbers
                 continue
             events.append(item)
-    return events, proofs, note
+    return events, proofs, note, leaf_format
 
 
 def verify(
+    file: Annotated[
+        Path | None, typer.Argument(help="Offline: an NDJSON export (or its .gz), like --export.")
+    ] = None,
     tenant: Annotated[
         str | None, typer.Option(help="Online: recompute this tenant's log from the store.")
     ] = None,
     export: Annotated[Path | None, typer.Option(help="Offline: an NDJSON export to verify.")] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Offline: checkpoint note file (its last note); default: the export's proof line."),
+        typer.Option(
+            "--checkpoint",
+            "--note",
+            help="Offline: checkpoint note file (its last note); default: the export's proof line.",
+        ),
     ] = None,
     proofs: Annotated[
         Path | None, typer.Option(help="Offline: JSON lines of /v1/events/{id}/proof answers.")
@@ -155,6 +175,10 @@ def verify(
     from auditstream.integrity.verify import verify_export, verify_tenant
 
     settings = Settings()
+    if file is not None:
+        if export is not None:
+            raise _fail("give the export file once: as an argument or with --export")
+        export = file
     if (tenant is None) == (export is None):
         raise _fail("give either --tenant (online) or --export with --checkpoint (offline)")
     verifier = _verifier(key, settings)
@@ -193,7 +217,7 @@ def verify(
     else:
         assert export is not None
         try:
-            events, trailer, trailer_note = _read_events(export)
+            events, trailer, trailer_note, leaf_format = _read_events(export)
             if checkpoint is not None:
                 notes = split_notes(checkpoint.read_text(encoding="utf-8"))
             elif trailer_note:
@@ -209,11 +233,17 @@ def verify(
                     if line.strip():
                         p = json.loads(line)
                         given[p["event_id"]] = p
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, EOFError, ValueError, KeyError) as exc:
             raise _fail(str(exc)) from None
         if not notes:
             raise _fail(f"{checkpoint}: no signed note in it")
-        report = verify_export(events, notes[-1], verifier, proofs=given if given is not None else trailer)
+        report = verify_export(
+            events,
+            notes[-1],
+            verifier,
+            proofs=given if given is not None else trailer,
+            leaf_format=leaf_format,
+        )
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:

@@ -16,6 +16,7 @@ import base64
 
 import orjson
 
+from auditstream.integrity.canonical import LEAF_FORMAT
 from auditstream.integrity.ledger import LeavesMissing, Ledger
 from auditstream.integrity.merkle import TreeLevels
 from auditstream.store.filters import EventFilter, build_where
@@ -26,7 +27,13 @@ TRAILER_KEY = "auditstream_proof"
 def proof_trailer(ledger: Ledger, f: EventFilter, *, key: str | None) -> bytes:
     """The trailer line (with its newline) for the events of ``f``."""
     latest = ledger.checkpoints(f.tenant_id, limit=1, latest_first=True)
-    body: dict[str, object] = {"checkpoint": None, "tree_size": 0, "key": key, "leaves": []}
+    body: dict[str, object] = {
+        "checkpoint": None,
+        "tree_size": 0,
+        "key": key,
+        "leaf_format": LEAF_FORMAT,
+        "leaves": [],
+    }
     if latest:
         cp = latest[0]
         where, params = build_where(f)

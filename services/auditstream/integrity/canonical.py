@@ -12,6 +12,14 @@ same by code point as by UTF-16 unit (no key character at or above U+D800),
 whitespace), ~1 µs; anything else (floats above all, whose JCS form is ECMAScript's)
 goes to ``rfc8785``. tests/integrity/test_canonical.py checks that both agree.
 
+Leaf format: the leaf is a function of ``row_to_event``'s JSON shape, so that shape is
+versioned. ``LEAF_FORMAT`` is the version this code seals with and ``LEAF_FORMATS`` the
+versions it can recompute: format 1 is ``SHA-256(0x00 || JCS(row_to_event(row)))`` with
+the shape of this release. Every leaf row records its format (``merkle_leaves.leaf_format``,
+migration 0007) and every checkpoint names it in a signed ``leaf-format 1`` line; a
+verifier refuses (exit 2) a format it does not know rather than report tampering. A change
+to the shape must add format 2 here (keeping the format 1 shape for old leaves).
+
 JCS (I-JSON) has no integers beyond +-(2**53 - 1). ``changes`` is free JSON from the
 producer, so such a number can occur; the sealer must never stop on an event, so
 those integers are written as their decimal string. A verifier that parses the
@@ -20,7 +28,15 @@ event with this module (``leaf_hash_of_event``) does the same.
 
 from __future__ import annotations
 
-__all__ = ["leaf_data", "leaf_hash_of_event", "leaf_hash_of_row"]
+__all__ = [
+    "LEAF_FORMAT",
+    "LEAF_FORMATS",
+    "UnknownLeafFormat",
+    "check_leaf_format",
+    "leaf_data",
+    "leaf_hash_of_event",
+    "leaf_hash_of_row",
+]
 
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +48,28 @@ from auditstream.events.stored import row_to_event
 from auditstream.integrity.merkle import leaf_hash
 
 _MAX_INT = 2**53 - 1
+
+LEAF_FORMAT = 1
+LEAF_FORMATS = frozenset({1})
+
+
+class UnknownLeafFormat(ValueError):
+    """A leaf or checkpoint names a leaf format this code cannot recompute (a newer release?)."""
+
+
+def check_leaf_format(value: object, where: str) -> int:
+    """``value`` as a known leaf format number; ``UnknownLeafFormat`` naming ``where`` otherwise."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = -1
+    if number not in LEAF_FORMATS:
+        known = ", ".join(str(f) for f in sorted(LEAF_FORMATS))
+        raise UnknownLeafFormat(
+            f"{where} uses leaf format {str(value)[:20]!r}; this verifier knows leaf format {known}"
+            " (a newer auditstream release may know it)"
+        )
+    return number
 
 
 def _ijson(value: Any) -> Any:

@@ -36,6 +36,7 @@ class LeafRow:
     offset: int
     occurred_at: datetime
     sealed_at: datetime
+    leaf_format: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +88,20 @@ class Ledger:
         size = max((int(r[2]) for r in rows), default=0)
         return size, {int(r[0]): int(r[1]) for r in rows}
 
-    def append_leaves(self, tenant_id: str, first_index: int, rows: Sequence[tuple]) -> None:
+    def append_leaves(
+        self, tenant_id: str, first_index: int, rows: Sequence[tuple], *, leaf_format: int = 1
+    ) -> None:
         """Insert leaves from ``first_index`` on.
 
-        Rows are (hash, event_id, partition, offset, occurred_at, sealed_at).
+        Rows are (hash, event_id, partition, offset, occurred_at, sealed_at), all of
+        leaf format ``leaf_format``.
 
         The dedup token names the index range, so a retried insert of the same range
         (after an ambiguous failure) is dropped by ClickHouse instead of stored twice.
         """
         if not rows:
             return
-        full = [(tenant_id, first_index + i, *row) for i, row in enumerate(rows)]
+        full = [(tenant_id, first_index + i, *row, leaf_format) for i, row in enumerate(rows)]
         token = f"merkle:{tenant_id}:{first_index}:{first_index + len(rows)}"
         columns = (
             "tenant_id",
@@ -108,6 +112,7 @@ class Ledger:
             "kafka_offset",
             "occurred_at",
             "sealed_at",
+            "leaf_format",
         )
         self._insert("merkle_leaves", full, columns, token)
 
@@ -124,12 +129,15 @@ class Ledger:
     def leaf_of(self, tenant_id: str, event_id: UUID) -> LeafRow | None:
         rows = self._query(
             "SELECT leaf_index, leaf_hash, event_id, kafka_partition, kafka_offset,"  # noqa: S608
-            " occurred_at, sealed_at"
+            " occurred_at, sealed_at, leaf_format"
             f" FROM {self.database}.merkle_leaves WHERE tenant_id = {{t:String}} AND event_id = {{id:UUID}}"
             " ORDER BY leaf_index LIMIT 1",
             {"t": tenant_id, "id": event_id},
         )
-        return LeafRow(int(rows[0][0]), *rows[0][1:]) if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        return LeafRow(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], r[6], int(r[7]))
 
     def iter_leaves(self, tenant_id: str, start: int, end: int, chunk: int = 100_000) -> Iterator[LeafRow]:
         """Stored leaf rows with ``start <= index < end`` in index order.
@@ -139,13 +147,13 @@ class Ledger:
         for position in range(start, end, chunk):
             rows = self._query(
                 "SELECT leaf_index, leaf_hash, event_id, kafka_partition, kafka_offset,"  # noqa: S608
-                " occurred_at, sealed_at"
+                " occurred_at, sealed_at, leaf_format"
                 f" FROM {self.database}.merkle_leaves WHERE tenant_id = {{t:String}}"
                 " AND leaf_index >= {a:UInt64} AND leaf_index < {b:UInt64} ORDER BY leaf_index",
                 {"t": tenant_id, "a": position, "b": min(position + chunk, end)},
             )
             for r in rows:
-                yield LeafRow(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], r[6])
+                yield LeafRow(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], r[6], int(r[7]))
 
     def leaves_matching(
         self, tenant_id: str, size: int, where: str, params: dict[str, Any]

@@ -17,6 +17,16 @@ Exactly once across crashes and replays:
 * an event id that already has a leaf is skipped (a replayed or conflicting copy
   at another Kafka position), so no ``(tenant, event_id)`` is sealed twice.
 
+Yielding to ingest: in the embedded setup the sealer shares one process (and its GIL)
+with the processor, and a sealed event costs it more Python time than storing it did.
+So while the feed heads keep moving (ingest is active) it seals one page per tenant per
+round and then pauses, working at most ``duty`` of the wall time; once the heads have not
+moved for ``_IDLE_SECONDS`` (ingest paused) it runs at full speed until it has caught up,
+and drops back to pacing as soon as a page shows the heads moving again. Its
+lag grows during a burst and shrinks after (``auditstream_sealer_lag_seconds``); exactly
+once is unaffected (pausing is only a wait between rounds), and every round still offers
+each tenant a checkpoint, so they come at most every ``checkpoint_seconds`` as before.
+
 One sealer per database: two would both append at the same indices. The embedded
 setup has one process; with a ClickHouse server, enable it on one instance only.
 """
@@ -37,7 +47,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 
 from auditstream.events.stored import format_datetime, utc_ms
-from auditstream.integrity.canonical import leaf_hash_of_row
+from auditstream.integrity.canonical import LEAF_FORMAT, leaf_hash_of_row
 from auditstream.integrity.ledger import CheckpointRow, Ledger
 from auditstream.integrity.merkle import Frontier
 from auditstream.integrity.note import Checkpoint, Signer, note_hash, sign_note
@@ -49,6 +59,16 @@ LEAVES = Counter("auditstream_sealer_leaves_total", "Events appended to a tenant
 CHECKPOINTS = Counter("auditstream_checkpoints_total", "Signed checkpoints written.")
 LAG = Gauge("auditstream_sealer_lag_seconds", "Age of the newest sealed event while the sealer is behind.")
 ERRORS = Counter("auditstream_sealer_errors_total", "Sealer rounds that failed (retried).")
+CPU = Counter(
+    "auditstream_sealer_cpu_seconds_total",
+    "CPU time of the sealer thread (in the embedded setup, time the processor could not have).",
+)
+YIELDING = Gauge("auditstream_sealer_yielding", "1 while the sealer paces itself because ingest is active.")
+
+_MAX_PAUSE_SECONDS = 5.0  # a yielding sealer still looks at the feed (and checkpoints) this often
+# Ingest counts as paused when the heads stay put this long: a processor batch closes
+# within 0.5 s while events arrive, but writing a full one under load can take longer.
+_IDLE_SECONDS = 2.0
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -80,7 +100,10 @@ class Sealer:
         checkpoint_dir: Path | None = None,
         origin_prefix: str = "auditstream",
         page_size: int = 5000,
+        duty: float = 1.0,
     ) -> None:
+        if not 0 < duty <= 1:
+            raise ValueError("duty must be in (0, 1]")
         self.store = store
         self.ledger = ledger
         self.signer = signer
@@ -88,6 +111,9 @@ class Sealer:
         self.checkpoint_dir = checkpoint_dir
         self.origin_prefix = origin_prefix
         self.page_size = page_size
+        self.duty = duty
+        self.ingest_active = False  # the feed heads moved between the last two rounds
+        self._last_heads: dict[str, dict[int, int]] | None = None
         self._tenants: dict[str, _Tenant] = {}
         self._blocked: set[str] = set()
 
@@ -182,11 +208,14 @@ class Sealer:
                             now,
                         )
                     )
-                self.ledger.append_leaves(tenant_id, state.size, rows)
+                self.ledger.append_leaves(tenant_id, state.size, rows, leaf_format=LEAF_FORMAT)
                 state.frontier.extend(hashes)
                 state.size += len(rows)
                 state.positions = dict(page.positions)
                 added += len(rows)
+                if self.duty < 1 and page.watermark != heads:
+                    self.ingest_active = True  # events arrived meanwhile: back to pacing
+                    break
                 if page.rows:
                     newest = page.rows[-1]["received_at"]
                     LAG.set(max(0.0, (now - newest).total_seconds()) if page.more else 0.0)
@@ -207,7 +236,8 @@ class Sealer:
         if not force and state.checkpoint_size and mono - state.checkpoint_at < self.checkpoint_seconds:
             return None
         created = utc_ms(datetime.now(UTC))
-        extensions = [f"time {format_datetime(created)}"]
+        # The signed leaf-format line tells a verifier how the leaves were computed.
+        extensions = [f"time {format_datetime(created)}", f"leaf-format {LEAF_FORMAT}"]
         if state.last_note is not None:
             extensions.append(f"prev {base64.b64encode(note_hash(state.last_note)).decode()}")
         root = state.frontier.root()
@@ -238,27 +268,54 @@ class Sealer:
     def run_once(self, *, force_checkpoint: bool = False) -> dict[str, int]:
         """One round over every tenant with events; leaves added per tenant."""
         added: dict[str, int] = {}
-        for tenant_id, heads in self.store.feed_heads_all().items():
-            n = self.seal_tenant(tenant_id, heads)
+        heads_all = self.store.feed_heads_all()
+        if self._last_heads is not None:
+            self.ingest_active = heads_all != self._last_heads
+        self._last_heads = heads_all
+        pages = 1 if self.yielding else 20
+        for tenant_id, heads in heads_all.items():
+            n = self.seal_tenant(tenant_id, heads, max_pages=pages)
             if n:
                 added[tenant_id] = n
             self.checkpoint(tenant_id, force=force_checkpoint)
         return added
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait ``seconds`` while ingest is active; end early once the heads stop moving."""
+        end = time.monotonic() + seconds
+        while not stop.is_set() and (left := end - time.monotonic()) > 0:
+            waited = min(_IDLE_SECONDS, left)
+            stop.wait(waited)
+            heads = self.store.feed_heads_all()
+            if heads == self._last_heads and waited >= _IDLE_SECONDS:
+                self.ingest_active = False
+                return
+            self._last_heads = heads
+
+    @property
+    def yielding(self) -> bool:
+        return self.ingest_active and self.duty < 1
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
         """Rounds until ``stop`` is set; failures are logged and retried with backoff."""
         backoff = poll_seconds
         log.info("sealer started", extra={"key": str(self.signer.verifier)})
         while not stop.is_set():
+            started, cpu = time.monotonic(), time.thread_time()
             try:
                 added = self.run_once()
                 backoff = poll_seconds
+                CPU.inc(time.thread_time() - cpu)
             except Exception as exc:
                 ERRORS.inc()
                 log.warning("sealer round failed; retrying", extra={"error": str(exc)})
                 backoff = min(backoff * 2, 30.0)
                 stop.wait(backoff)
                 continue
+            YIELDING.set(1 if self.yielding else 0)
             if not added:
                 stop.wait(poll_seconds)
+            elif self.yielding:
+                worked = time.monotonic() - started
+                self._pause(stop, min(worked * (1 - self.duty) / self.duty, _MAX_PAUSE_SECONDS))
         log.info("sealer stopped")

@@ -7,17 +7,22 @@ ClickHouse call), never in the processor's write path.
 
 from __future__ import annotations
 
-__all__ = ["RunningSealer", "origin", "public_key", "start_sealer"]
+__all__ = ["RunningSealer", "export_proof", "origin", "public_key", "shared_ledger", "start_sealer"]
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from auditstream.config import Settings
+from auditstream.integrity.bundle import proof_trailer
 from auditstream.integrity.keys import load_or_create_signer, load_verifier
 from auditstream.integrity.ledger import Ledger
 from auditstream.integrity.note import Verifier
 from auditstream.integrity.sealer import Sealer
+from auditstream.store.filters import EventFilter
 from auditstream.store.store import Store
+
+_LEDGER_LOCK = threading.Lock()
 
 
 def origin(settings: Settings, tenant_id: str) -> str:
@@ -31,6 +36,21 @@ def public_key(settings: Settings) -> Verifier | None:
     if not path.is_file():
         return None
     return load_verifier(str(path))
+
+
+def shared_ledger(state: Any, store: Store) -> Ledger:
+    """The API's one ``Ledger`` (kept on ``app.state``), made on first use by a route or an export job."""
+    with _LEDGER_LOCK:
+        ledger = getattr(state, "integrity_ledger", None)
+        if ledger is None:
+            ledger = state.integrity_ledger = Ledger(store.dsn, store.database)
+        return ledger
+
+
+def export_proof(settings: Settings, ledger: Ledger, f: EventFilter) -> bytes:
+    """The proof line of an export of ``f`` (streamed or a job), naming the server's verifier key."""
+    verifier = public_key(settings)
+    return proof_trailer(ledger, f, key=verifier and str(verifier))
 
 
 @dataclass
@@ -54,6 +74,7 @@ def start_sealer(settings: Settings, store: Store) -> RunningSealer:
         checkpoint_seconds=settings.checkpoint_seconds,
         checkpoint_dir=settings.resolved_checkpoint_dir,
         origin_prefix=settings.checkpoint_key_name,
+        duty=settings.sealer_duty,
     )
     stop = threading.Event()
     thread = threading.Thread(target=sealer.run, args=(stop,), name="auditstream-sealer", daemon=True)

@@ -29,7 +29,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from auditstream.integrity.canonical import leaf_hash_of_event, leaf_hash_of_row
+from auditstream.integrity.canonical import (
+    LEAF_FORMATS,
+    UnknownLeafFormat,
+    check_leaf_format,
+    leaf_hash_of_event,
+    leaf_hash_of_row,
+)
 from auditstream.integrity.ledger import CheckpointRow, Ledger
 from auditstream.integrity.merkle import Frontier, ProofError, tree_root, verify_inclusion
 from auditstream.integrity.note import Checkpoint, NoteError, SignatureError, Verifier, note_hash, open_note
@@ -241,6 +247,12 @@ def verify_tenant(
         report.cannot_check = f"no checkpoint is stored for tenant {tenant_id}"
         return report
     trusted = check_chain(rows, verifier, origin, report)
+    try:
+        for cp in trusted:
+            _checkpoint_leaf_format(cp)
+    except UnknownLeafFormat as exc:
+        report.cannot_check = str(exc)
+        return report
     rehash_from = 0
     if since is not None:
         signed_before = {r.tree_size for r in rows if r.created_at < since}
@@ -279,6 +291,12 @@ def verify_tenant(
             by_size[kept.size] = kept  # the kept root is the one the stored leaves must give
     prev_size = 0
     for leaf in ledger.iter_leaves(tenant_id, 0, size):
+        if leaf.leaf_format not in LEAF_FORMATS:
+            try:
+                check_leaf_format(leaf.leaf_format, f"leaf {leaf.leaf_index}")
+            except UnknownLeafFormat as exc:
+                report.cannot_check = str(exc)
+                return report
         if leaf.leaf_index < len(hashes):
             report.add(
                 Finding(Kind.LEAVES_CHANGED, f"a second leaf row at index {leaf.leaf_index}", leaf.leaf_index)
@@ -424,6 +442,12 @@ def verify_tenant(
     return report
 
 
+def _checkpoint_leaf_format(cp: Checkpoint) -> int:
+    """The leaf format a checkpoint signs (``leaf-format`` line; none: format 1, from before the line)."""
+    value = cp.extension("leaf-format")
+    return 1 if value is None else check_leaf_format(value, f"checkpoint at tree size {cp.size}")
+
+
 def _ingest_order(event: Mapping[str, Any]) -> tuple[str, int, int]:
     ingest = event.get("ingest") or {}
     return (str(event.get("received_at", "")), int(ingest.get("partition", 0)), int(ingest.get("offset", 0)))
@@ -435,6 +459,7 @@ def verify_export(
     verifier: Verifier,
     *,
     proofs: Mapping[str, Mapping[str, Any]] | None = None,
+    leaf_format: object = None,
 ) -> Report:
     """Verify events received in a file against a signed checkpoint.
 
@@ -454,6 +479,13 @@ def verify_export(
         report.cannot_check = f"checkpoint: {exc}"
         return report
     report.checkpoints, report.tree_size, report.tenant = 1, cp.size, cp.origin
+    try:
+        _checkpoint_leaf_format(cp)
+        if leaf_format is not None:
+            check_leaf_format(leaf_format, "the file's proof line")
+    except UnknownLeafFormat as exc:
+        report.cannot_check = str(exc)
+        return report
     if proofs is None:
         if len(events) != cp.size:
             report.cannot_check = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,9 @@ from auditstream.api.routes import exports as exports_route
 from auditstream.api.routes import live as live_route
 from auditstream.api.routes import stats as stats_route
 from auditstream.events.catalog import ACTIVITY, CATEGORY_BY_PREFIX, categorize
+from auditstream.integrity.service import origin, public_key, shared_ledger
+from auditstream.integrity.status import EventIntegrity, event_integrity
+from auditstream.store.errors import StoreError
 from auditstream.web.render import Renderer
 from auditstream.web.session import (
     LOGIN_CSRF_COOKIE,
@@ -440,6 +444,25 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _integrity(request: Request, tenant: str, event_id: str) -> EventIntegrity:
+    """The event's integrity badge: leaf recomputed from the stored row, checked like ``verify``."""
+    store = request.app.state.store
+    settings = request.app.state.settings
+    try:
+        row = store.get_event(tenant, uuid.UUID(event_id))
+        if row is None:
+            return EventIntegrity("unknown", "cannot check: the event is gone")
+        return event_integrity(
+            shared_ledger(request.app.state, store),
+            public_key(settings),
+            origin(settings, tenant),
+            tenant,
+            row,
+        )
+    except StoreError as exc:
+        return EventIntegrity("unknown", f"cannot check now: {exc}")
+
+
 @router.get("/events/{event_id}")
 async def event_page(request: Request, event_id: str) -> Response:
     renderer = _renderer(request)
@@ -453,6 +476,7 @@ async def event_page(request: Request, event_id: str) -> Response:
         )
         event = _json(response)
         around = await _around(request, visit, event)
+        integrity = await run_in_threadpool(_integrity, request, visit.tenant, event_id)
     except ApiError as exc:
         # Another tenant's event is "not found", exactly like the API says.
         message = "Event not found in this tenant." if exc.status_code == 404 else exc.message
@@ -463,6 +487,7 @@ async def event_page(request: Request, event_id: str) -> Response:
         raw_json=orjson.dumps(event, option=orjson.OPT_INDENT_2).decode(),
         around=around,
         category=categorize(event["action"]),
+        integrity=integrity,
     )
     return renderer.page("event.html", context)
 

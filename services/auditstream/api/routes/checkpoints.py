@@ -25,7 +25,7 @@ from auditstream.api.routes.events import json_response
 from auditstream.api.schemas import ERROR_RESPONSES
 from auditstream.integrity.ledger import CheckpointRow, LeavesMissing, Ledger
 from auditstream.integrity.merkle import consistency_proof, inclusion_proof
-from auditstream.integrity.service import origin, public_key
+from auditstream.integrity.service import origin, public_key, shared_ledger
 
 __all__ = ["LedgerDep", "router"]
 
@@ -33,10 +33,7 @@ router = APIRouter(prefix="/v1", tags=["integrity"])
 
 
 async def get_ledger(request: Request, store: StoreDep) -> Ledger:
-    ledger = getattr(request.app.state, "integrity_ledger", None)
-    if ledger is None:
-        ledger = request.app.state.integrity_ledger = Ledger(store.dsn, store.database)
-    return ledger
+    return shared_ledger(request.app.state, store)
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
@@ -176,6 +173,7 @@ def event_proof(
             "event_id": str(eid),
             "leaf_index": leaf.leaf_index,
             "leaf_hash": _b64(leaf.leaf_hash),
+            "leaf_format": leaf.leaf_format,
             "tree_size": cp.tree_size,
             "audit_path": [_b64(h) for h in inclusion_proof(leaves, leaf.leaf_index, cp.tree_size)],
             "checkpoint": _checkpoint(cp),

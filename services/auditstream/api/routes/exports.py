@@ -72,6 +72,11 @@ class ExportCreate(BaseModel):
     filters: ExportFilters = Field(  # type: ignore[valid-type]
         default_factory=ExportFilters, description="The parameters of GET /v1/events."
     )
+    include_proof: bool = Field(
+        default=False,
+        description="ndjson only: end the file with a proof line (checkpoint, leaf indices, audit paths),"
+        " as GET /v1/export?include_proof=true, so the file verifies alone with `auditstream verify`.",
+    )
 
 
 class ExportWindow(BaseModel):
@@ -96,6 +101,7 @@ class ExportJob(BaseModel):
     started_at: str | None
     finished_at: str | None
     created_by: str = Field(description="key_id of the key that created the job.")
+    include_proof: bool = Field(description="The file ends with a proof line (see POST /v1/exports).")
 
 
 class ExportJobList(BaseModel):
@@ -136,6 +142,7 @@ def to_view(job: dict[str, Any]) -> ExportJob:
         started_at=job["started_at"],
         finished_at=job["finished_at"],
         created_by=job["created_by"],
+        include_proof=job["include_proof"],
     )
 
 
@@ -164,6 +171,9 @@ _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such export job in th
 async def create_export(
     request: Request, body: ExportCreate, key: ExporterKey, tenant: TenantDep, settings: SettingsDep
 ) -> ExportJob:
+    if body.include_proof and body.format != "ndjson":
+        # The same answer as GET /v1/export: only NDJSON can carry the proof line.
+        raise BadRequest("include_proof: only with format=ndjson", field="include_proof")
     raw = body.filters.model_dump(exclude_none=True)
     try:
         parsed = await query_filters(**raw)
@@ -185,6 +195,7 @@ async def create_export(
             since=since,
             until=until,
             created_by=key.key_id,
+            include_proof=body.include_proof,
         )
     )
     try:
