@@ -180,7 +180,7 @@ def test_feed_asks_for_the_watermark_once(
     store.insert_rows(new)  # re-delivered before merging: the copies must not hide the rest
     sent.clear()
     body = page(client, tokens, cursor=latest["next_cursor"], limit=2)
-    assert len(sent) == 3, sent  # heads, positions, rows
+    assert len(sent) == 2, sent  # heads, then positions with their rows (a small page)
     assert body["count"] == 2 and body["watermark"]["caught_up"] is False
     marks = {m["partition"]: m["offset"] for m in body["watermark"]["partitions"]}
     assert marks == {0: heads[0] + 2, 1: heads[1] + 1}
@@ -262,3 +262,45 @@ def test_feed_cursor_with_non_ascii_digits_is_400(client: TestClient, tokens: di
             "/v1/feed", params={"cursor": _edit(cursor, p=partitions)}, headers=auth(tokens, f"{A}:exporter")
         )
         assert r.status_code == 400 and r.json()["error"]["field"] == "cursor", (partitions, r.text)
+
+
+def test_feed_without_a_broker_serves_no_first_page(
+    tmp_path: Any, store: Store, clickhouse_dsn: str, clickhouse_database: str
+) -> None:
+    """The first page is read while its feed.read record is being sent, but never served
+    without it: a broker that does not answer is a 503 with no event in it. A page that
+    continues a verified session needs no record and is served."""
+    from auditstream.api.app import create_app
+    from auditstream.api.routes.feed import encode_feed_cursor
+    from tests.fixtures.kafka import free_port
+
+    settings = make_settings(
+        tmp_path, clickhouse_dsn, clickhouse_database, kafka_bootstrap=f"127.0.0.1:{free_port()}", topic="t"
+    )
+    tokens = make_tokens(settings, (A,))
+    Producer(store).batch(3)
+    app = create_app(settings, store)
+    app.state.publisher.start_timeout = 0.5
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for params in (
+            {},
+            {"start": "latest"},
+            {"limit": "1"},
+            {"cursor": _edit(page_cursor(A), s=None, m=None)},
+        ):
+            r = c.get("/v1/feed", params=params, headers=auth(tokens, f"{A}:exporter"))
+            assert r.status_code == 503, (params, r.text)
+            assert r.json()["error"]["code"] == "unavailable" and "data" not in r.json(), params
+            assert r.headers["retry-after"]
+        continuing = encode_feed_cursor(A, {}, "0123456789abcdef")
+        r = c.get(
+            "/v1/feed", params={"cursor": continuing, "limit": 2}, headers=auth(tokens, f"{A}:exporter")
+        )
+        assert r.status_code == 200 and r.json()["count"] == 2, r.text
+
+
+def page_cursor(tenant: str) -> str:
+    """A cursor of ``tenant`` at the start, with a session this process vouches for."""
+    from auditstream.api.routes.feed import encode_feed_cursor
+
+    return encode_feed_cursor(tenant, {}, "fedcba9876543210")

@@ -34,6 +34,8 @@ EXPECTED = {
         ("export.api.json.2k", "rows_per_s"),
         ("export.api.ndjson.5k", "peak_rss_mb"),
         ("export.api.csv.5k", "rows_per_s"),
+        ("export.api.ndjson.1k", "peak_rss_mb"),
+        ("export.api.ndjson.rss_growth_1k_5k", "rss_growth_mb"),
     },
     "query": {
         ("query.direct.events_day_actor", "p95_ms"),

@@ -28,6 +28,12 @@ __all__ = ["PUBLISH_TIMEOUT_SECONDS", "PublishUnavailable", "Publisher"]
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 5.0
+# No linger: every publish here waits for its own acknowledgement, so a linger only
+# delays the answer (a feed.read record: p50 16 ms with the producer's default 10 ms,
+# 1.8 ms without, bench/RESULTS.md issue 12). Batching does not need it: a request's
+# records are queued without yielding to the event loop, and while a request to the
+# broker is in flight the client holds what arrives for the next one.
+LINGER_MS = 0
 PUBLISH_TIMEOUT_SECONDS = 30.0
 
 
@@ -66,7 +72,9 @@ class Publisher:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._producer is None:
-                producer = AuditProducer(self.bootstrap, self.topic, start_timeout=self.start_timeout)
+                producer = AuditProducer(
+                    self.bootstrap, self.topic, start_timeout=self.start_timeout, linger_ms=LINGER_MS
+                )
                 try:
                     await producer.start()
                 except BrokerUnavailable as exc:

@@ -1,6 +1,8 @@
 """Export through the API (NDJSON, JSON, CSV) against ClickHouse's own formats on the same rows.
 
-Two single-tenant datasets (``export-small``, ``export-big``) are generated in chDB. The
+Three single-tenant datasets (``export-tiny``, ``export-small``, ``export-big``: 10k, 1M and
+10M rows at full size) are generated in chDB (kept across runs with
+``AUDITSTREAM_BENCH_DATA_DIR``, see ``BenchContext.use_dataset``). The
 baselines run ``SELECT ... FINAL ... ORDER BY ... FORMAT JSONEachRow`` / ``CSVWithNames``
 (same rows, same FINAL and order as the API) in three ways:
 
@@ -18,7 +20,8 @@ baselines run ``SELECT ... FINAL ... ORDER BY ... FORMAT JSONEachRow`` / ``CSVWi
 
 Then the engine is closed and the API runs as a child process on the same path, read by
 a real HTTP client. The child's RSS is sampled from /proc every 0.2 s during each export
-(peak VmRSS per export), and VmHWM (peak since start) after it.
+(peak VmRSS per export), and VmHWM (peak since start) after it; the growth of the
+peak from the smallest to the largest export is a metric of its own per format.
 """
 
 from __future__ import annotations
@@ -212,6 +215,15 @@ def _rate_metric(scenario: str, r: dict[str, Any], sizes: dict[str, Any]) -> Met
 
 async def run(ctx: BenchContext) -> list[Metric]:
     s = ctx.sizes
+    plan: list[tuple[str, int]] = []
+    for tenant, rows in (
+        ("export-tiny", s.export_rows_tiny),
+        ("export-small", s.export_rows_small),
+        ("export-big", s.export_rows_big),
+    ):
+        if rows not in {r for _, r in plan}:  # same size, same scenario names: one dataset
+            plan.append((tenant, rows))
+    kept = ctx.use_dataset("export-" + "-".join(str(r) for _, r in plan))
     store = Store(ctx.chdb_dsn, DATABASE)
     await asyncio.to_thread(store.open)
     client = create_client(ctx.chdb_dsn)
@@ -219,16 +231,21 @@ async def run(ctx: BenchContext) -> list[Metric]:
     t0 = time.monotonic()
     # One end for the run: a Dataset without one takes "now" whenever its window is read,
     # which would move the API's window past the oldest generated rows.
-    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    plan = [("export-small", s.export_rows_small), ("export-big", s.export_rows_big)]
-    if s.export_rows_big == s.export_rows_small:
-        plan = plan[:1]  # same size, same scenario names: one dataset
+    if kept is None:
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    else:  # AUDITSTREAM_BENCH_DATA_DIR: the rows of an earlier run, with its end
+        end = datetime.fromisoformat(kept["end"])
     for i, (tenant, rows) in enumerate(plan):
         ds = Dataset(rows=rows, single_tenant=tenant, first_number=i * 1_000_000_000, end=end)
-        await asyncio.to_thread(generate, client, DATABASE, ds)
+        if kept is None:
+            await asyncio.to_thread(generate, client, DATABASE, ds)
         datasets[tenant] = ds
-    gen_s = time.monotonic() - t0
-    await asyncio.to_thread(client.command, f"OPTIMIZE TABLE {DATABASE}.audit_events FINAL")
+    if kept is None:
+        await asyncio.to_thread(client.command, f"OPTIMIZE TABLE {DATABASE}.audit_events FINAL")
+        gen_s = time.monotonic() - t0
+        ctx.dataset_generated({"end": end.isoformat(), "generate_s": round(gen_s, 1)})
+    else:
+        gen_s = float(kept["generate_s"])
     client.close()
 
     metrics: list[Metric] = []
@@ -295,4 +312,25 @@ async def run(ctx: BenchContext) -> list[Metric]:
                 compare(metrics, name, versus, "rows_per_s")
     finally:
         await asyncio.to_thread(api.stop)
+    metrics += _rss_growth(metrics, datasets)
     return metrics
+
+
+def _rss_growth(metrics: list[Metric], datasets: dict[str, Dataset]) -> list[Metric]:
+    """Per API format: peak RSS at the largest export minus at the smallest (the memory bar)."""
+    sizes = sorted(ds.rows for ds in datasets.values())
+    if len(sizes) < 2:
+        return []
+    small, big = _label(sizes[0]), _label(sizes[-1])
+    peaks = {m.scenario: m.value for m in metrics if m.metric == "peak_rss_mb" and m.value is not None}
+    out = []
+    for fmt in API_FORMATS:
+        a, b = peaks.get(f"export.api.{fmt}.{small}"), peaks.get(f"export.api.{fmt}.{big}")
+        if a is None or b is None:
+            continue
+        extra = {"from_mb": a, "to_mb": b, "from_rows": sizes[0], "to_rows": sizes[-1]}
+        out.append(
+            Metric(f"export.api.{fmt}.rss_growth_{small}_{big}", "rss_growth_mb", round(b - a, 1), "MB",
+                   extra=extra)
+        )  # fmt: skip
+    return out

@@ -13,7 +13,9 @@ class Sizes:
     # Latency: seconds of steady load at ``latency_rate`` (0: half of ours, measured).
     latency_seconds: float = 20.0
     latency_rate: float = 0.0
-    # Export: rows of the small and the big export tenant.
+    # Export: rows of the tiny, the small and the big export tenant (the API's RSS growth
+    # is reported from the tiny one to the big one).
+    export_rows_tiny: int = 10_000
     export_rows_small: int = 1_000_000
     export_rows_big: int = 10_000_000
     # Query: stored rows, and how many times each query is timed.
@@ -32,6 +34,7 @@ QUICK = Sizes(
     ingest_events=3_000,
     latency_seconds=3.0,
     latency_rate=500.0,
+    export_rows_tiny=1_000,
     export_rows_small=2_000,
     export_rows_big=5_000,
     query_rows=20_000,
@@ -55,7 +58,11 @@ def sizes_for(
         s = replace(s, ingest_events=events)
     if rows:
         s = replace(
-            s, query_rows=rows, export_rows_big=rows, export_rows_small=min(s.export_rows_small, rows)
+            s,
+            query_rows=rows,
+            export_rows_big=rows,
+            export_rows_small=min(s.export_rows_small, rows),
+            export_rows_tiny=min(s.export_rows_tiny, rows),
         )
     if rate:
         s = replace(s, latency_rate=rate)

@@ -48,6 +48,9 @@ GROUP_BY: dict[str, str] = {
 }
 
 MAX_FEED_PARTITIONS = 1024
+# A feed page of at most this many rows over all partitions read (limit x partitions)
+# takes its whole rows in one query; a larger one reads positions, then rows.
+FEED_ONE_READ_ROWS = 3000
 # The session's temporary table of the ids a first-write-wins lookup asks for.
 _PROBE = "auditstream_identity_probe"
 
@@ -355,7 +358,17 @@ class Store:
         partitions = sorted(p for p, head in heads.items() if head > after.get(p, -1))
         if not partitions:
             return FeedPage([], dict(after), more=False, watermark=heads)
+        # A small page reads whole rows in the prefix query itself (one read instead of
+        # two): ClickHouse's lazy materialisation reads the other columns only for the
+        # rows the per-partition ORDER BY ... LIMIT keeps. A large one reads positions
+        # first, so at most ``limit`` whole rows are read, not ``limit`` per partition.
+        whole = int(limit) * len(partitions) <= FEED_ONE_READ_ROWS
         params: dict[str, Any] = {"t": tenant_id, "n": int(limit) + 1}
+        columns = "kafka_partition, kafka_offset, received_at"
+        if whole:
+            matched, mparams = self._feed_matched(tenant_id, f)
+            params.update(mparams)
+            columns = f"{_SELECT_COLUMNS}, ({matched}) AS _matched"
         reads = []
         for i, partition in enumerate(partitions):
             # UInt64 bounds (first unread offset, head) so both are primary-key conditions.
@@ -363,18 +376,22 @@ class Store:
             params[f"o{i}"] = after.get(partition, -1) + 1
             params[f"h{i}"] = heads[partition]
             reads.append(
-                "(SELECT kafka_partition, kafka_offset, received_at"  # noqa: S608
+                f"(SELECT {columns}"  # noqa: S608
                 f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}}"
                 f" AND kafka_partition = {{p{i}:UInt16}}"
                 f" AND kafka_offset >= {{o{i}:UInt64}} AND kafka_offset <= {{h{i}:UInt64}}"
                 " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
             )
         per_partition: dict[int, list[FeedRow]] = {}
+        read: dict[tuple[int, int], dict[str, Any]] = {}
         for r in self._select(" UNION ALL ".join(reads), params):
             rows = per_partition.setdefault(int(r["kafka_partition"]), [])
             offset = int(r["kafka_offset"])
             if not rows or rows[-1].offset != offset:  # a not-yet-merged copy: same position
                 rows.append(FeedRow(int(r["kafka_partition"]), offset, r["received_at"]))
+                if whole:
+                    r["_matched"] = bool(r["_matched"])
+                    read[(rows[-1].partition, offset)] = r
         merged = list(
             heapq.merge(*per_partition.values(), key=lambda r: (r.received_at, r.partition, r.offset))
         )
@@ -387,26 +404,30 @@ class Store:
         more = any(positions.get(p, -1) < head for p, head in heads.items())
         if not merged:
             return FeedPage([], positions, more=more, watermark=heads)
-        rows = self._feed_rows(tenant_id, after, positions, f)
+        if not whole:
+            read = self._feed_rows(tenant_id, after, positions, f)
         out = []
         for position in merged:
-            row = rows.get((position.partition, position.offset))
+            row = read.get((position.partition, position.offset))
             if row is not None:  # None only if retention dropped it between the two reads
                 out.append(row)
         return FeedPage(out, positions, more=more, watermark=heads)
+
+    @staticmethod
+    def _feed_matched(tenant_id: str, f: EventFilter | None) -> tuple[str, dict[str, Any]]:
+        """The SQL of a feed row's ``_matched`` flag for ``f`` (``1`` without one), and its parameters."""
+        if f is None:
+            return "1", {}
+        if f.tenant_id != tenant_id:
+            raise ValueError("the filter's tenant must be the feed's tenant")
+        return build_where(f)
 
     def _feed_rows(
         self, tenant_id: str, after: dict[int, int], upto: dict[int, int], f: EventFilter | None
     ) -> dict[tuple[int, int], dict[str, Any]]:
         """The rows in (after[p], upto[p]] of each partition, keyed by position."""
-        params: dict[str, Any] = {"t": tenant_id}
-        matched = "1"
-        if f is not None:
-            if f.tenant_id != tenant_id:
-                raise ValueError("the filter's tenant must be the feed's tenant")
-            where, fparams = build_where(f)
-            params.update(fparams)
-            matched = where
+        matched, fparams = self._feed_matched(tenant_id, f)
+        params: dict[str, Any] = {"t": tenant_id, **fparams}
         ranges = []
         for i, (partition, last) in enumerate(upto.items()):
             first = after.get(partition, -1)

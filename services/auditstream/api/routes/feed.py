@@ -22,8 +22,9 @@ the tenant when the page was read (the same read that bounds the page, one query
 Who may read it, and the trace it leaves: the feed is a bulk pull of everything, so it
 needs the ``exporter`` role (an operator may name another tenant). Reading is audited per
 *cursor session*, not per page: a request without a cursor starts a session, writes one
-``feed.read`` event to the tenant's log (before any page is served; no record, no page:
-503 like an export) and carries the session id inside ``next_cursor``; pages that
+``feed.read`` event to the tenant's log (acknowledged by the broker before any page is
+served; no record, no page: 503 like an export; the page is read while the broker
+acknowledges, so the two waits overlap) and carries the session id inside ``next_cursor``; pages that
 continue it write nothing. The session id is bound to the tenant with an HMAC under a
 key of this process, because the cursor itself is not signed: a cursor whose session does
 not verify (forged, edited, or issued before a restart) starts a new, audited session
@@ -32,8 +33,10 @@ instead of reading silently.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import re
@@ -54,7 +57,7 @@ from auditstream.api.errors import BadRequest
 from auditstream.api.routes.events import json_response
 from auditstream.api.schemas import ERROR_RESPONSES, ErrorBody, Event
 from auditstream.events.stored import row_to_event
-from auditstream.store.store import MAX_FEED_PARTITIONS, FeedPage
+from auditstream.store.store import MAX_FEED_PARTITIONS, FeedPage, Store
 
 __all__ = [
     "FeedCursor",
@@ -211,28 +214,52 @@ async def feed(
         except InvalidFeedCursor as exc:
             raise BadRequest(f"cursor: {exc}", field="cursor") from None
     session = parsed.session if parsed is not None else None
+    recorded: asyncio.Task[None] | None = None
     if session is None:
-        # A new session (or one we cannot vouch for): its record is written before any page.
+        # A new session (or one we cannot vouch for): its record is sent now and the page
+        # is read while the broker acknowledges it, but no byte of the page leaves before
+        # the acknowledgement (no record, no page: 503). The two waits overlap instead of
+        # adding up; what is served and what is audited are exactly as before.
         session = new_session()
         begun = "cursor" if parsed is not None else start
         actor = audit_trail.api_actor(key, request.client.host if request.client else None)
-        await audit_trail.record(
-            request.app.state.publisher, audit_trail.feed_event(tenant, actor, session, begun)
+        recorded = asyncio.ensure_future(
+            audit_trail.record(
+                request.app.state.publisher, audit_trail.feed_event(tenant, actor, session, begun)
+            )
         )
+    try:
+        response = await run_in_threadpool(_read_page, store, tenant, parsed, start, limit, session)
+    except BaseException:
+        if recorded is not None:
+            # The read failed: its error is the answer. The record in flight is still
+            # awaited (never cancelled half-sent); its own failure is only logged.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(recorded)
+        raise
+    if recorded is not None:
+        await recorded  # PublishUnavailable -> 503; the page read is discarded
+    return response
+
+
+def _read_page(
+    store: Store, tenant: str, parsed: FeedCursor | None, start: str, limit: int, session: str
+) -> Response:
+    """The page after ``parsed`` (or the first one, by ``start``), encoded; on a worker thread."""
     if parsed is not None:
-        page = await run_in_threadpool(store.feed_page, tenant, parsed.positions, limit=limit)
+        page = store.feed_page(tenant, parsed.positions, limit=limit)
     elif start == "latest":
         # "From now on": the position is the watermark itself, the page empty by
         # definition; what is stored after this query comes with the next poll.
-        heads = await run_in_threadpool(store.feed_watermark, tenant)
+        heads = store.feed_watermark(tenant)
         page = FeedPage([], dict(heads), more=False, watermark=heads)
     else:
-        page = await run_in_threadpool(store.feed_page, tenant, {}, limit=limit)
-    return await run_in_threadpool(_page_response, tenant, page, session)
+        page = store.feed_page(tenant, {}, limit=limit)
+    return _page_response(tenant, page, session)
 
 
 def _page_response(tenant: str, page: FeedPage, session: str) -> Response:
-    # On a worker thread: encoding up to MAX_PAGE events must not block the event loop.
+    # On a worker thread (_read_page): encoding up to MAX_PAGE events must not block the event loop.
     data = [row_to_event(r) for r in page.rows]
     lags = consumer_lag()
     partitions: list[dict[str, Any]] = [
