@@ -115,6 +115,16 @@ def _occurred_at(value: Any, info: ValidationInfo) -> datetime:
     validators, and the pattern is the schema's, so the accepted texts are exactly
     the schema's.
     """
+    ctx = info.context
+    return occurred_at_value(value, ctx.get("now") if ctx else None)
+
+
+def occurred_at_value(value: Any, now: datetime | None) -> datetime:
+    """``occurred_at`` parsed, in UTC, truncated to ms and bounded by ``now`` (default: the clock).
+
+    The one implementation of the rule: the model's validator and the processor's fast
+    path (events/fastpath.py) both call it. Raises ``PydanticCustomError``.
+    """
     if type(value) is str:
         if _OCCURRED_AT_RE.fullmatch(value) is None:
             if _NAIVE_RE.match(value):
@@ -144,8 +154,6 @@ def _occurred_at(value: Any, info: ValidationInfo) -> datetime:
     sub_ms = parsed.microsecond % 1000
     if sub_ms:
         parsed = parsed.replace(microsecond=parsed.microsecond - sub_ms)
-    ctx = info.context
-    now = ctx.get("now") if ctx else None
     if now is None:
         now = datetime.now(UTC)
     if parsed > now + MAX_FUTURE:
@@ -185,7 +193,7 @@ _IP_MEMO_LIMIT = 50_000
 _ip_memo: dict[str, str] = {}
 
 
-def _canonical_ip(value: str) -> str:
+def canonical_ip(value: str) -> str:
     """Accept one IPv4/IPv6 address (what JSON Schema's ipv4/ipv6 formats accept); store it canonically.
 
     Canonical form (``2001:db8::1``, not ``2001:0DB8:0:0::1``) makes equality and
@@ -212,7 +220,7 @@ def _canonical_ip(value: str) -> str:
 IpAddress = Annotated[
     str,
     StringConstraints(max_length=MAX_IP),
-    AfterValidator(_canonical_ip),
+    AfterValidator(canonical_ip),
     WithJsonSchema(
         {"type": "string", "maxLength": MAX_IP, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     ),
