@@ -65,6 +65,7 @@ MAX_DETAIL_KEY = 128
 MAX_DETAIL_VALUE = 4096
 MAX_CHANGE_VALUE = 4096
 MAX_IP = 45  # longest textual IPv6: ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1  # orjson's integer range
 
 # Used with fullmatch: Python's "$" also matches before a final newline, ECMA-262's
 # (the schema's) and Rust's (pydantic's) do not.
@@ -232,7 +233,12 @@ IpAddress = Annotated[
 
 def _json_scalar(value: Any) -> Any:
     """old/new: a JSON scalar or null; strings bounded, numbers finite (NaN/Infinity are not JSON)."""
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # What the stored changes JSON (orjson) can write; beyond it a batch would fail to encode.
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise PydanticCustomError("int_range", "integer beyond 64 bits")
         return value
     if isinstance(value, str):
         if len(value) > MAX_CHANGE_VALUE:
