@@ -76,7 +76,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # check compares the pairs kept with the pairs in the bytes.
 
 
-class FastActor(Struct, forbid_unknown_fields=True):
+class FastActor(Struct, forbid_unknown_fields=True, gc=False):
     id: Id256
     type: ActorType | UnsetType = UNSET
     name: Text256 | UnsetType | None = UNSET
@@ -85,19 +85,19 @@ class FastActor(Struct, forbid_unknown_fields=True):
     user_agent: Text1024 | UnsetType | None = UNSET
 
 
-class FastResource(Struct, forbid_unknown_fields=True):
+class FastResource(Struct, forbid_unknown_fields=True, gc=False):
     type: Id64 | UnsetType | None = UNSET
     id: Id256 | UnsetType | None = UNSET
     name: Text256 | UnsetType | None = UNSET
 
 
-class FastSource(Struct, forbid_unknown_fields=True):
+class FastSource(Struct, forbid_unknown_fields=True, gc=False):
     service: Text128 | UnsetType | None = UNSET
     host: Text255 | UnsetType | None = UNSET
     request_id: Text128 | UnsetType | None = UNSET
 
 
-class FastChange(Struct, forbid_unknown_fields=True):
+class FastChange(Struct, forbid_unknown_fields=True, gc=False):
     field: Id256
     old: Scalar | UnsetType = UNSET
     new: Scalar | UnsetType = UNSET
@@ -107,7 +107,7 @@ DetailKey = Annotated[str, Meta(min_length=1, max_length=MAX_DETAIL_KEY)]
 DetailValue = Annotated[str, Meta(max_length=MAX_DETAIL_VALUE)]
 
 
-class FastEvent(Struct, forbid_unknown_fields=True):
+class FastEvent(Struct, forbid_unknown_fields=True, gc=False):
     # Decoded as text; _finish replaces occurred_at by its datetime and event_id by its UUID.
     occurred_at: str
     tenant_id: str
