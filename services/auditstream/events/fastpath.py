@@ -20,7 +20,8 @@ module. Outside the subset, on purpose:
 tests/events/test_fastpath.py proves over the hostile, malformed, schema-agreement and
 generated corpora that what this accepts, pydantic accepts, with an identical row.
 The returned struct reads like an ``AuditEvent`` for ``enrich`` (same attribute names,
-enum members, ``None`` for absent optional objects).
+enum members, ``None`` for absent optional objects and event_id; an absent optional string
+is msgspec's ``UNSET``, falsy like ``None``, which is how ``enrich`` reads it).
 """
 
 from __future__ import annotations
