@@ -5,6 +5,7 @@ Usage (a broker must be running)::
     .venv/bin/python bench/tools/profile_processor.py 127.0.0.1:PORT 300000 &
     # when it prints "PROFILE <pid>", attach: py-spy record --pid <pid> --format raw -o out.txt
     .venv/bin/python bench/tools/profile_processor.py --summary out.txt   # where the time goes
+    .venv/bin/python bench/tools/profile_top.py out.txt                   # top self/inclusive frames
 
 The fill happens before the "PROFILE" line, so a profile attached then sees the processor.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 # Frames whose inclusive share of the samples is reported (substring of "function (file)").
 FRAMES = {
     "validate (process_batch)": "process_batch (",
+    "  decode_fast (msgspec fast path)": "decode_fast (",
     "  parse_event (pydantic + checks)": "parse_event (",
     "  enrich (row build + hash)": "enrich (",
     "    content hash": "_hash (",

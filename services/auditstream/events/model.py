@@ -65,6 +65,7 @@ MAX_DETAIL_KEY = 128
 MAX_DETAIL_VALUE = 4096
 MAX_CHANGE_VALUE = 4096
 MAX_IP = 45  # longest textual IPv6: ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1  # orjson's integer range
 
 # Used with fullmatch: Python's "$" also matches before a final newline, ECMA-262's
 # (the schema's) and Rust's (pydantic's) do not.
@@ -115,6 +116,16 @@ def _occurred_at(value: Any, info: ValidationInfo) -> datetime:
     validators, and the pattern is the schema's, so the accepted texts are exactly
     the schema's.
     """
+    ctx = info.context
+    return occurred_at_value(value, ctx.get("now") if ctx else None)
+
+
+def occurred_at_value(value: Any, now: datetime | None) -> datetime:
+    """``occurred_at`` parsed, in UTC, truncated to ms and bounded by ``now`` (default: the clock).
+
+    The one implementation of the rule: the model's validator and the processor's fast
+    path (events/fastpath.py) both call it. Raises ``PydanticCustomError``.
+    """
     if type(value) is str:
         if _OCCURRED_AT_RE.fullmatch(value) is None:
             if _NAIVE_RE.match(value):
@@ -144,8 +155,6 @@ def _occurred_at(value: Any, info: ValidationInfo) -> datetime:
     sub_ms = parsed.microsecond % 1000
     if sub_ms:
         parsed = parsed.replace(microsecond=parsed.microsecond - sub_ms)
-    ctx = info.context
-    now = ctx.get("now") if ctx else None
     if now is None:
         now = datetime.now(UTC)
     if parsed > now + MAX_FUTURE:
@@ -185,7 +194,7 @@ _IP_MEMO_LIMIT = 50_000
 _ip_memo: dict[str, str] = {}
 
 
-def _canonical_ip(value: str) -> str:
+def canonical_ip(value: str) -> str:
     """Accept one IPv4/IPv6 address (what JSON Schema's ipv4/ipv6 formats accept); store it canonically.
 
     Canonical form (``2001:db8::1``, not ``2001:0DB8:0:0::1``) makes equality and
@@ -212,7 +221,7 @@ def _canonical_ip(value: str) -> str:
 IpAddress = Annotated[
     str,
     StringConstraints(max_length=MAX_IP),
-    AfterValidator(_canonical_ip),
+    AfterValidator(canonical_ip),
     WithJsonSchema(
         {"type": "string", "maxLength": MAX_IP, "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     ),
@@ -224,7 +233,12 @@ IpAddress = Annotated[
 
 def _json_scalar(value: Any) -> Any:
     """old/new: a JSON scalar or null; strings bounded, numbers finite (NaN/Infinity are not JSON)."""
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # What the stored changes JSON (orjson) can write; beyond it a batch would fail to encode.
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise PydanticCustomError("int_range", "integer beyond 64 bits")
         return value
     if isinstance(value, str):
         if len(value) > MAX_CHANGE_VALUE:

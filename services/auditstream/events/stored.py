@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from auditstream.events.catalog import categorize, severity
 from auditstream.events.ids import uuid7_for
 from auditstream.events.model import AuditEvent
+
+if TYPE_CHECKING:
+    from auditstream.events.fastpath import FastEvent
 from auditstream.events.redaction import redact_changes, redact_details
 
 COLUMNS: tuple[str, ...] = (
@@ -70,7 +73,7 @@ _MS = timedelta(milliseconds=1)
 
 
 def enrich(
-    event: AuditEvent,
+    event: AuditEvent | FastEvent,
     *,
     topic: str,
     partition: int,

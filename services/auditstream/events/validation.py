@@ -113,11 +113,12 @@ def _parse_bytes(
     if check_duplicates and _has_duplicate_keys(raw, event):
         raise InvalidEvent(_duplicate_key_errors(raw))
     if retention_days is not None:
-        _check_retention(event, now, retention_days)
+        check_retention(event, now, retention_days)
     return event
 
 
-def _check_retention(event: AuditEvent, now: datetime | None, retention_days: int) -> None:
+def check_retention(event: Any, now: datetime | None, retention_days: int) -> None:
+    """Refuse an event whose ``occurred_at`` is older than the retention (InvalidEvent)."""
     oldest = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     if event.occurred_at < oldest:
         raise InvalidEvent(
@@ -266,7 +267,11 @@ def _has_duplicate_keys(raw: bytes, event: AuditEvent) -> bool:
     string value, an escaped quote before a colon, or a real duplicate) the
     exact path strips every string and counts the colons left.
     """
-    pairs = _pair_count(event)
+    return repeats_keys(raw, _pair_count(event))
+
+
+def repeats_keys(raw: bytes, pairs: int) -> bool:
+    """True when valid JSON ``raw`` has more key/value pairs than the ``pairs`` a parser kept."""
     if raw.translate(None, _WHITESPACE).count(b'":') == pairs:
         return False
     return _JSON_STRING.sub(b"", raw).count(b":") != pairs

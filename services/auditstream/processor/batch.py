@@ -21,8 +21,9 @@ from auditstream.events.attribution import (
     is_labelled,
     is_reserved_service,
 )
+from auditstream.events.fastpath import decode_fast
 from auditstream.events.stored import COLUMNS, enrich, utc_ms
-from auditstream.events.validation import FieldError, InvalidEvent, parse_event
+from auditstream.events.validation import FieldError, InvalidEvent, check_retention, parse_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,13 @@ def process_batch(
     for message in messages:
         value = message.value
         try:
-            event = parse_event(value, now=now, retention_days=retention_days)
+            # The compiled fast path accepts the common valid event; anything it is not sure
+            # of goes through pydantic, which accepts it too or names the field (fastpath.py).
+            event: Any = decode_fast(value, now)
+            if event is None:
+                event = parse_event(value, now=now, retention_days=retention_days)
+            elif retention_days is not None:
+                check_retention(event, now, retention_days)
             attribution = _attribution(message, attributor)
         except InvalidEvent as exc:
             out.rejected.append(Rejected(message, exc.errors, exc.reason))
