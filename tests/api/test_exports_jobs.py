@@ -48,7 +48,13 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
     s = Store(clickhouse_dsn, clickhouse_database)
     s.open()
     insert_events(s, [make_event(A, n) for n in range(BIG)])
-    insert_events(s, [make_event(B, n, action="config.updated") for n in range(SMALL_B)])
+    insert_events(
+        s,
+        [
+            {**make_event(B, n, action="config.updated"), "details": {"region": "eu" if n % 3 == 0 else "us"}}
+            for n in range(SMALL_B)
+        ],
+    )
     yield s
     s.close()
 
@@ -179,6 +185,26 @@ def test_csv_and_json_jobs_match_the_query(client: TestClient, tokens: dict[str,
         else:
             got = {e["event_id"] for e in orjson.loads(body)}
         assert got == expected
+
+
+def test_details_filters_as_an_object(client: TestClient, tokens: dict[str, str]) -> None:
+    # details.KEY=VALUE of the query string is {"KEY": VALUE | [VALUES]} in a job's filters.
+    token = tokens[f"{B}:exporter"]
+    for details, expected in (({"region": "eu"}, SMALL_B // 3), ({"region": ["eu", "us"]}, SMALL_B)):
+        job = create(client, token, format="ndjson", filters={**WINDOW, "details": details})
+        done = wait_for_job(client, token, job["id"], within=60)
+        assert done["rows_written"] == expected, (details, done)
+        assert done["filters"]["details"] == details
+        body = client.get(f"/v1/exports/{job['id']}/download", headers=bearer(token)).content
+        regions = {e["details"]["region"] for e in iter_ndjson(body)}
+        assert regions == ({details["region"]} if isinstance(details["region"], str) else {"eu", "us"})
+    bad_cases = (({"bad key": "x"}, "filters.details.bad key"), ({"region": ""}, "filters.details.region"))
+    for bad, field in bad_cases:
+        r = client.post(
+            "/v1/exports", json={"name": "x", "filters": {**WINDOW, "details": bad}}, headers=bearer(token)
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["field"] == field, r.text
 
 
 def test_empty_result_completes_with_zero_rows(client: TestClient, tokens: dict[str, str]) -> None:

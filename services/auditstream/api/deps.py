@@ -32,12 +32,14 @@ from auditstream.store import EventFilter, Store
 
 __all__ = [
     "DETAILS_KEY_RE",
+    "DETAILS_PREFIX",
     "AdminKey",
     "CurrentKey",
     "DetailsFilters",
     "ExporterKey",
     "FiltersDep",
     "IngestKey",
+    "QueryFilters",
     "ReaderKey",
     "SettingsDep",
     "StoreDep",

@@ -7,8 +7,10 @@ audit log first (``export.created``, ``export.downloaded``; see ``audit_trail.py
 when that record cannot be published the request answers 503 and nothing happens.
 
 ``filters`` takes the parameters of ``GET /v1/events`` (the model is derived from
-``deps.query_filters``, so a filter added there is accepted here too); the time
-window is resolved when the job is created and kept with it.
+``deps.query_filters``, so a filter added there is accepted here too), and ``details``
+as an object ``{"KEY": "VALUE" | ["VALUE", ...]}`` for the ``details.KEY=VALUE``
+parameters (checked by the same ``deps.details_filters``); the time window is resolved
+when the job is created and kept with it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from auditstream.api import audit_trail
-from auditstream.api.deps import ExporterKey, SettingsDep, TenantDep, query_filters
+from auditstream.api.deps import (
+    DETAILS_PREFIX,
+    ExporterKey,
+    QueryFilters,
+    SettingsDep,
+    TenantDep,
+    details_filters,
+    query_filters,
+)
 from auditstream.api.errors import ApiError, BadRequest, NotFound
 from auditstream.api.formats import FORMATS, media_type
 from auditstream.api.jobs import ExportRunner, JobStore, job_file
@@ -56,7 +66,24 @@ def _filter_fields() -> dict[str, Any]:
             continue
         if any(isinstance(m, Param) for m in typing.get_args(hint)[1:]):
             fields[name] = (hint, None)
+    # details.KEY=VALUE is not one declarable parameter: in a JSON body it is an object.
+    fields["details"] = (
+        dict[str, str | list[str]] | None,
+        Field(default=None, description='details.KEY=VALUE filters: {"KEY": "VALUE" or ["VALUE", ...]}.'),
+    )
     return fields
+
+
+async def _parse_filters(raw: dict[str, Any]) -> QueryFilters:
+    """A job's stored filters -> QueryFilters, through the same checks as the query string."""
+    rest = dict(raw)
+    details = rest.pop("details", None) or {}
+    pairs = [
+        (DETAILS_PREFIX + key, value)
+        for key, values in details.items()
+        for value in (values if isinstance(values, list) else [values])
+    ]
+    return await query_filters(**rest, details=details_filters(pairs))
 
 
 ExportFilters: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -113,7 +140,7 @@ def build_filter(raw: dict[str, Any], tenant_id: str, since: datetime, until: da
     """A stored job's filters -> ``EventFilter`` (runs on a worker thread)."""
     from auditstream.api.jobs import run_coroutine
 
-    parsed = run_coroutine(query_filters(**raw))
+    parsed = run_coroutine(_parse_filters(raw))
     return parsed.to_event_filter(tenant_id, since, until)
 
 
@@ -176,7 +203,7 @@ async def create_export(
         raise BadRequest("include_proof: only with format=ndjson", field="include_proof")
     raw = body.filters.model_dump(exclude_none=True)
     try:
-        parsed = await query_filters(**raw)
+        parsed = await _parse_filters(raw)
         # Same retention check as GET /v1/export: a window reaching past it is refused,
         # not silently answered with less than was asked for.
         since, until = parsed.resolve_window(
