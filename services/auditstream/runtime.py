@@ -1,8 +1,11 @@
-"""Running the services: processor and API in one process (embedded) or either alone.
+"""Running the services: processor, feed followers and API in one process (embedded) or apart.
 
 chDB allows one ClickHouse engine per process, so on the embedded default the
-processor and the API must share a process, an event loop and a ``Store``. With a
-ClickHouse server (``http://...``) each can also run alone and scale on its own.
+processor, the followers and the API must share a process, an event loop and a
+``Store``. With a ClickHouse server (``http://...``) each can also run alone: processors
+and APIs scale out, while the feed followers (the Merkle sealer and the alert evaluator,
+which follow what the processors stored) run on exactly one instance per database, so a
+tenant's log has one sealer and one signing key and an alert one evaluator.
 """
 
 from __future__ import annotations
@@ -46,16 +49,20 @@ async def run_services(
     *,
     api: bool = True,
     processor: bool = True,
+    followers: bool | None = None,
     on_started: Callable[[Running], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
     store_factory: Callable[..., Store] = Store,
 ) -> None:
     """Start what is asked, call ``on_started``, run until SIGINT/SIGTERM (or ``stop``), stop in order.
 
+    ``followers`` (each also gated by its own setting) default to running with the processor.
+
     ``store_factory`` builds the store (``Store`` by default); it is the seam where fault
     tests put a store that fails on cue, without a test hook in the production path.
     """
     stop = stop or asyncio.Event()
+    followers = processor if followers is None else followers
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -73,10 +80,12 @@ async def run_services(
     server: _Server | None = None
     serve_task: asyncio.Task[None] | None = None
     try:
-        if processor:
+        if processor or followers:
             await ensure_pipeline_topics(settings)
+        if processor:
             proc = Processor(settings, store)
             await proc.start()
+        if followers:
             if settings.sealer_enabled:
                 # A feed follower on its own thread: it reads what the processor stored.
                 sealer = start_sealer(settings, store)
@@ -87,8 +96,8 @@ async def run_services(
                 alerts = AlertService(settings, store)
                 await alerts.start()
         api_url = None
-        # A processor alone still serves /healthz, /readyz and /metrics on the API port.
-        if api or proc:
+        # A processor or the followers alone still serve /healthz, /readyz and /metrics.
+        if api or proc or followers:
             from auditstream.api.app import create_app
 
             app = create_app(settings, store, readiness=proc.readiness if proc else None, query_routes=api)

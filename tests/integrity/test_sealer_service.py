@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from auditstream.config import Settings
@@ -12,7 +14,9 @@ from auditstream.integrity.ledger import Ledger
 from auditstream.integrity.note import Checkpoint, open_note
 from auditstream.integrity.sealer import Sealer
 from auditstream.integrity.service import public_key, start_sealer
+from auditstream.runtime import Running, run_services
 from auditstream.store import Store
+from tests.fixtures.kafka import free_port, new_topics
 from tests.integrity.conftest import seed
 
 pytestmark = pytest.mark.clickhouse
@@ -61,3 +65,59 @@ def test_checkpoint_interval_is_respected(store: Store, ledger: Ledger, signer, 
     assert restarted.checkpoint(tenant) is None
     assert restarted.checkpoint(tenant, force=True).tree_size == 6
     assert restarted.checkpoint(tenant, force=True) is None  # nothing new: no checkpoint
+
+
+@pytest.mark.kafka
+def test_followers_alone_seal_what_another_process_stored(
+    tmp_path: Path, store: Store, ledger: Ledger, tenant: str, kafka_bootstrap: str
+) -> None:
+    # `auditstream followers`: no processor and no query routes, only the feed followers
+    # (and health/metrics), following rows stored by processors started with --no-followers.
+    topics = new_topics(kafka_bootstrap)
+    settings = Settings(
+        data_dir=tmp_path,
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+        kafka_bootstrap=kafka_bootstrap,
+        topic=topics.events,
+        dlq_topic=topics.dlq,
+        checkpoint_seconds=0.3,
+        api_port=free_port(),
+    )
+
+    async def scenario() -> tuple[int, int, int]:
+        stop = asyncio.Event()
+        started: list[Running] = []
+
+        async def on_started(running: Running) -> None:
+            started.append(running)
+
+        task = asyncio.create_task(
+            run_services(
+                settings, api=False, processor=False, followers=True, on_started=on_started, stop=stop
+            )
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not started:
+                assert time.monotonic() < deadline and not task.done(), "followers did not start"
+                await asyncio.sleep(0.05)
+            assert started[0].processor is None
+            await asyncio.to_thread(seed, store, tenant, 6)
+            sizes: list[int] = []
+            while sizes[-1:] != [6]:
+                assert time.monotonic() < deadline, f"not sealed in time: {sizes}"
+                await asyncio.sleep(0.05)
+                sizes = [c.tree_size for c in await asyncio.to_thread(ledger.checkpoints, tenant)]
+            async with httpx.AsyncClient(base_url=started[0].api_url, timeout=10) as http:
+                health = (await http.get("/healthz")).status_code
+                query = (await http.get("/v1/events")).status_code
+            return sizes[-1], health, query
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 60)
+
+    size, health, query = asyncio.run(scenario())
+    assert size == 6 and health == 200
+    assert query == 404  # the followers serve no query routes
+    assert public_key(settings) is not None  # the key lives with the followers' data folder

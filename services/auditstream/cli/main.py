@@ -53,6 +53,7 @@ from auditstream.cli import (  # noqa: E402
 
 app.command("run")(run.run)
 app.command("processor")(run.processor)
+app.command("followers")(run.followers)
 app.command("api")(run.api)
 app.command("migrate")(migrate.migrate)
 app.command("emit")(emit.emit)

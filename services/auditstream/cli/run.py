@@ -48,12 +48,32 @@ def run(
     asyncio.run(run_services(settings, on_started=on_started))
 
 
-def processor(host: HostOpt = None, port: PortOpt = None) -> None:
+def processor(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    followers: Annotated[
+        bool,
+        typer.Option(
+            "--followers/--no-followers",
+            help="Also run the feed followers (Merkle sealer, alert evaluator). They must run on"
+            " exactly one instance per database: give --no-followers to every other processor, or"
+            " run them alone with `auditstream followers`.",
+        ),
+    ] = True,
+) -> None:
     """The stream processor alone, with /healthz, /readyz and /metrics on the port (chDB wants ``run``)."""
     from auditstream.runtime import run_services
 
     settings = _settings(host, port)
-    asyncio.run(run_services(settings, api=False))
+    asyncio.run(run_services(settings, api=False, followers=followers))
+
+
+def followers(host: HostOpt = None, port: PortOpt = None) -> None:
+    """The feed followers alone: Merkle sealer and alert evaluator (one instance per database)."""
+    from auditstream.runtime import run_services
+
+    settings = _settings(host, port)
+    asyncio.run(run_services(settings, api=False, processor=False, followers=True))
 
 
 def api(host: HostOpt = None, port: PortOpt = None) -> None:
