@@ -32,14 +32,17 @@ config="$data_dir/server.properties"
 log() { printf 'broker: %s\n' "$*" >&2; }
 
 fetch() {
-  if [ -f "$libs/.complete" ]; then return 0; fi
+  # The marker holds the pom's hash: a pom that gained a jar (kafka-tools for the benchmark)
+  # refetches instead of trusting an older, complete-looking folder.
+  local stamp; stamp="$(sha256sum "$here/pom.xml" | cut -d' ' -f1)"
+  if [ -f "$libs/.complete" ] && [ "$(cat "$libs/.complete")" = "$stamp" ]; then return 0; fi
   command -v mvn >/dev/null || { log "Maven (mvn) is required to fetch the Kafka jars"; exit 2; }
   command -v java >/dev/null || { log "Java 17+ is required to run the broker"; exit 2; }
   log "resolving Apache Kafka jars from Maven Central into $libs"
   rm -rf "$libs"
   mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
       -DoutputDirectory="$libs" -DincludeScope=runtime
-  touch "$libs/.complete"
+  echo "$stamp" > "$libs/.complete"
 }
 
 answers() {

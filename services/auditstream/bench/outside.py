@@ -64,7 +64,7 @@ def _unavailable(error: str) -> list[Metric]:
 async def run(ctx: BenchContext) -> list[Metric]:
     n = OUTSIDE_EVENTS if not ctx.quick else 2_000
     java = shutil.which("java")
-    if java is None or not any(KAFKA_LIBS.glob("kafka-tools-*.jar")):
+    if java is None or not any(KAFKA_LIBS.glob("kafka-tools-[0-9]*.jar")):
         return _unavailable("java or kafka-tools jar missing (make setup fetches it)")
     work = ctx.workdir / "outside"
     work.mkdir(parents=True, exist_ok=True)
