@@ -5,9 +5,11 @@ rows ClickHouse encodes itself (NDJSON, JSON or CSV), handed over in slices of a
 1 MB. A dedicated thread iterates it, passing the slices to the response through a
 queue of two. So:
 
-* memory stays at about one query's result (``EXPORT_ROWS_PER_QUERY`` events) plus
-  the slices in the queue, however many rows match;
-* the whole iteration runs on one thread — the store keeps a client per thread;
+* memory stays at about two queries' results (``store.export.BYTES_PER_QUERY`` of
+  encoded rows each: the one handed over and the one read ahead) plus the slices in
+  the queue, however many rows match;
+* the whole iteration runs on one thread — the store keeps a client per thread (the
+  export's read-ahead thread opens a client of its own);
 * the event loop never encodes anything, and Python never builds an object per row;
 * a client that disconnects stops the thread at the next slice.
 
@@ -43,7 +45,7 @@ __all__ = ["router"]
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["export"])
 
-# Events per engine query: ~0.3 s and some tens of MB of encoded result on chDB.
+# At most this many events per engine query; the reads are sized by bytes below it.
 EXPORT_ROWS_PER_QUERY = 50_000
 _POLL_SECONDS = 0.25  # how often a blocked side re-checks whether the other gave up
 # A consumer that stops reading for this long (a stuck client, a response never
