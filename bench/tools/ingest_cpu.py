@@ -5,7 +5,8 @@ Usage (a broker must be running)::
     .venv/bin/python bench/tools/ingest_cpu.py 127.0.0.1:PORT [events=100000]
 
 On the shared 2-core box end-to-end rates swing with the neighbours' load; CPU time per
-event (all threads of this process, chDB's included, and the validation child) moves only with our code, and the
+event (all threads of this process, chDB's included, and its ended children) moves only
+with our code, and the
 ratio ours / naive loop within one run cancels most of the load. One engine per process
 (chDB), so one round per run: alternate runs with ``PYTHONPATH=<other worktree>/services``
 for the other side of an A/B.
