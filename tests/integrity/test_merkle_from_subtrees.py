@@ -100,7 +100,9 @@ def test_against_pymerkle_and_the_rfc_vectors() -> None:
     for old, new, names in [(1, 8, "abc"), (6, 8, "gef"), (2, 5, "bd"), (1, 1, "")]:
         proof = consistency_proof_from(rfc_source, old, new)
         assert [p.hex() for p in proof] == [_H[c] for c in names]
-        verify_consistency(old, new, bytes.fromhex(RFC_ROOTS[old - 1]), bytes.fromhex(RFC_ROOTS[new - 1]), proof)
+        verify_consistency(
+            old, new, bytes.fromhex(RFC_ROOTS[old - 1]), bytes.fromhex(RFC_ROOTS[new - 1]), proof
+        )
 
 
 def test_consistency_ranges_of_impossible_sizes() -> None:

@@ -51,7 +51,9 @@ def counting(store: Store) -> CountingLedger:
 
 
 def _sealer(store: Store, ledger: Ledger, signer, tmp_path: Path) -> Sealer:
-    return Sealer(store, ledger, signer, checkpoint_seconds=3600, checkpoint_dir=tmp_path / "cp", page_size=300)
+    return Sealer(
+        store, ledger, signer, checkpoint_seconds=3600, checkpoint_dir=tmp_path / "cp", page_size=300
+    )
 
 
 def _stored(ledger: Ledger, tenant: str) -> dict[tuple[int, int], bytes]:
