@@ -141,6 +141,10 @@ def test_log_sealed_before_0008_is_backfilled_and_proves_meanwhile(
     restarted = _sealer(store, counting, signer, tmp_path)
     assert restarted.tree_size(tenant) == SIZE
     assert _stored(counting, tenant) == _expected(leaves, SIZE)
+    # Lost again and reloaded at the same size: written again, not dropped as a retried insert.
+    sql(insider, f"DELETE FROM {store.database}.merkle_subtrees WHERE tenant_id = {{t:String}}", t=tenant)
+    assert _sealer(store, counting, signer, tmp_path).tree_size(tenant) == SIZE
+    assert _stored(counting, tenant) == _expected(leaves, SIZE)
     seed(store, tenant, 100, first_offset=SIZE)
     seal(restarted, tenant)
     assert counting.tree_position(tenant)[0] == SIZE + 100

@@ -50,6 +50,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,16 +172,19 @@ class Sealer:
         nodes: list[tuple[int, int, bytes]] = []
         collect = _collector(nodes)
         written = 0
+        # Unique per load: a later load at the same size (after the rows were lost) must not
+        # be dropped as a retry; the same rows twice are merged by the table and readers.
+        load = f"load-{uuid.uuid4().hex}"
         for leaf in self.ledger.iter_leaves(tenant_id, start, size):
             if leaf.leaf_index == frontier.size:
                 frontier.append(leaf.leaf_hash, collect)
                 if len(nodes) >= _BACKFILL_BATCH:
-                    written += self._write_subtrees(tenant_id, nodes, f"load:{frontier.size}")
+                    written += self._write_subtrees(tenant_id, nodes, f"{load}:{frontier.size}")
         if frontier.size != size:
             log.error("merkle leaves have a gap; sealer stops for this tenant", extra={"tenant": tenant_id})
             self._blocked.add(tenant_id)
             return None
-        written += self._write_subtrees(tenant_id, nodes, f"load:{size}")
+        written += self._write_subtrees(tenant_id, nodes, f"{load}:{size}")
         if start == 0 and written:
             log.info(
                 "merkle subtree hashes written from the stored leaves",
