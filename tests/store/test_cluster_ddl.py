@@ -88,6 +88,17 @@ def test_sharded_tables_are_replicated_locally_and_distributed_by_tenant(parse) 
     assert "non_replicated" not in events_local
 
 
+def test_merkle_subtrees_are_sharded_with_the_leaves(parse) -> None:
+    out = [parse(s) for s in cluster_statements(CLUSTER, DB, [s for _, s in all_statements()])]
+    local = next(s for s in out if s.startswith(f"CREATE TABLE IF NOT EXISTS {DB}.merkle_subtrees_local"))
+    path = f"/clickhouse/tables/{{shard}}/{DB}/merkle_subtrees_local"
+    assert f"ReplicatedReplacingMergeTree('{path}', '{{replica}}')" in local
+    assert "replicated_deduplication_window = 10000" in local and "index_granularity = 1024" in local
+    distributed = next(s for s in out if s.startswith(f"CREATE TABLE IF NOT EXISTS {DB}.merkle_subtrees "))
+    # The same key as merkle_leaves: a tenant's subtrees live on the shard that has its leaves.
+    assert f"Distributed({CLUSTER}, {DB}, merkle_subtrees_local, cityHash64(tenant_id))" in distributed
+
+
 def test_engines_keep_their_arguments_and_tables_without_tenant_are_replicated_everywhere(parse) -> None:
     ddl = ClusterDDL("c1", "db")
     versioned = ddl.transform(

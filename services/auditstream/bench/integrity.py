@@ -13,6 +13,15 @@ Python per row), then measures on the same engine (chDB in a temporary folder):
 
 Prints one JSON line. Timings are wall clock on a shared machine: a figure, not a test.
 
+    python -m auditstream.bench.integrity --proof --rows 1000000
+
+Proof latency on one sealed log (checkpoints at about half and at ``rows``): one
+inclusion and one consistency proof computed from every stored leaf (``leaf_hashes`` +
+``merkle.inclusion_proof``, the path before stored subtree hashes) and from the stored
+subtree hashes (``stored_tree.StoredTree``, what the API, the badge and exports use), the
+median over random leaves; the leaf lookup by event id every proof request also makes; and
+the one-off backfill of the subtree hashes when a sealer starts on a log without them.
+
     python -m auditstream.bench.integrity --ab --bootstrap HOST:PORT --events 60000 --repeat 2
 
 A/B of the sealer's cost to ingest, in one process and one session: the ingest bench's
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -88,9 +98,97 @@ def run(rows: int, page_size: int = 5000) -> dict[str, float | int | str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _median_ms(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return round(ordered[len(ordered) // 2] * 1000, 2)
+
+
+def proofs(rows: int, page_size: int = 5000, samples: int = 25, full_samples: int = 3) -> dict[str, Any]:
+    import random
+
+    from auditstream.integrity.merkle import consistency_proof, inclusion_proof
+    from auditstream.integrity.stored_tree import StoredTree
+
+    folder = tempfile.mkdtemp(prefix="auditstream-bench-proof-")
+    store = Store(f"chdb://{folder}", "bench", retention_days=3650)
+    store.open()
+    ledger = Ledger(store.dsn, store.database)
+    load = [os.getloadavg()[0]]
+    try:
+        client = create_client(store.dsn)
+        generate(client, "bench", Dataset(rows, single_tenant=TENANT))
+        client.close()
+        sealer = Sealer(
+            store, ledger, Signer.generate("auditstream"), checkpoint_seconds=3600, page_size=page_size
+        )
+        heads = store.feed_watermark(TENANT)
+        t0 = time.perf_counter()
+        sealer.seal_tenant(TENANT, heads, max_pages=max(1, rows // 2 // page_size))
+        sealer.checkpoint(TENANT, force=True)
+        while sealer.seal_tenant(TENANT, heads, max_pages=1000):
+            pass
+        sealer.checkpoint(TENANT, force=True)
+        sealing = time.perf_counter() - t0
+        old, new = ledger.checkpoints(TENANT)
+        size = new.tree_size
+        rng = random.Random(10)
+        leaves = [next(ledger.iter_leaves(TENANT, i, i + 1)) for i in rng.sample(range(size), samples)]
+        out: dict[str, Any] = {
+            "rows": rows,
+            "tree_size": size,
+            "old_size": old.tree_size,
+            "seal_s": round(sealing, 2),
+        }
+        times: dict[str, list[float]] = {
+            k: [] for k in ("leaf_of", "stored_inc", "stored_cons", "full_inc", "full_cons")
+        }
+        for n, leaf in enumerate(leaves):
+            t0 = time.perf_counter()
+            found = ledger.leaf_of(TENANT, leaf.event_id)
+            times["leaf_of"].append(time.perf_counter() - t0)
+            assert found is not None
+            t0 = time.perf_counter()
+            path = StoredTree(ledger, TENANT, size, new.root_hash).inclusion_proof(
+                found.leaf_index, found.leaf_hash
+            )
+            times["stored_inc"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            cons = StoredTree(ledger, TENANT, size, new.root_hash).consistency_proof(
+                old.tree_size, old.root_hash
+            )
+            times["stored_cons"].append(time.perf_counter() - t0)
+            if n < full_samples:
+                t0 = time.perf_counter()
+                full = inclusion_proof(ledger.leaf_hashes(TENANT, size), found.leaf_index, size)
+                times["full_inc"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                full_cons = consistency_proof(ledger.leaf_hashes(TENANT, size), old.tree_size, size)
+                times["full_cons"].append(time.perf_counter() - t0)
+                if (full, full_cons) != (path, cons):
+                    raise AssertionError("stored-subtree proofs differ from the full-tree ones")
+        for key, values in times.items():
+            out[f"{key}_ms_median"] = _median_ms(values)
+            out[f"{key}_n"] = len(values)
+        # A log sealed before 0008: no subtree rows. A starting sealer writes them from the leaves.
+        client = create_client(store.dsn)
+        client.command(f"TRUNCATE TABLE {store.database}.merkle_subtrees")
+        client.close()
+        t0 = time.perf_counter()
+        fresh = Sealer(store, ledger, sealer.signer, checkpoint_seconds=3600, page_size=page_size)
+        fresh.tree_size(TENANT)
+        out["backfill_s"] = round(time.perf_counter() - t0, 2)
+        out["backfill_complete"] = ledger.subtrees_complete(TENANT, size)
+        load.append(os.getloadavg()[0])
+        out["loadavg_1m"] = [round(x, 2) for x in load]
+        return out
+    finally:
+        ledger.close()
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _ab_round(ctx: Any, topic: str, events: int, duty: float | None) -> dict[str, Any]:
     import asyncio
-    import os
     import threading
 
     from prometheus_client import REGISTRY
@@ -185,6 +283,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--proof", action="store_true", help="Proof latency: stored subtrees vs every leaf.")
     parser.add_argument("--ab", action="store_true", help="A/B of ingest without and with the sealer.")
     parser.add_argument("--bootstrap", help="--ab: Kafka bootstrap.")
     parser.add_argument("--events", type=int, default=60_000, help="--ab: messages in the topic.")
@@ -195,7 +294,11 @@ def main() -> None:
             parser.error("--ab needs --bootstrap")
         ab(args.bootstrap, args.events, args.repeat)
         return
-    print(json.dumps(run(args.rows, args.page_size)))
+    if args.proof:
+        print(json.dumps(proofs(args.rows, args.page_size)))
+        return
+    load = os.getloadavg()[0]
+    print(json.dumps({**run(args.rows, args.page_size), "loadavg_1m_before": round(load, 2)}))
 
 
 if __name__ == "__main__":

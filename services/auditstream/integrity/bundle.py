@@ -4,7 +4,9 @@
 ``{"auditstream_proof": {...}}``: the newest signed checkpoint (its note), the
 verifier key the server uses (to compare with one obtained elsewhere, never to trust
 alone), and for every exported event that the checkpoint covers its leaf index and
-audit path. ``auditstream verify --export FILE --key KEY`` reads it; events sealed
+audit path (``StoredTree.inclusion_proofs``: shared reads of stored subtree hashes, or
+every leaf once when the export proves more than one leaf in 256).
+``auditstream verify --export FILE --key KEY`` reads it; events sealed
 after the checkpoint have no proof and are reported as not checked.
 """
 
@@ -18,7 +20,7 @@ import orjson
 
 from auditstream.integrity.canonical import LEAF_FORMAT
 from auditstream.integrity.ledger import LeavesMissing, Ledger
-from auditstream.integrity.merkle import TreeLevels
+from auditstream.integrity.stored_tree import StoredTree
 from auditstream.store.filters import EventFilter, build_where
 
 TRAILER_KEY = "auditstream_proof"
@@ -39,7 +41,8 @@ def proof_trailer(ledger: Ledger, f: EventFilter, *, key: str | None) -> bytes:
         where, params = build_where(f)
         matching = ledger.leaves_matching(f.tenant_id, cp.tree_size, where, params)
         try:
-            levels = TreeLevels(ledger.leaf_hashes(f.tenant_id, cp.tree_size)) if matching else None
+            tree = StoredTree(ledger, f.tenant_id, cp.tree_size, cp.root_hash)
+            paths = tree.inclusion_proofs([index for index, _ in matching])
         except LeavesMissing as exc:
             # The events are already sent: say why there are no proofs rather than cut the file.
             body.update(checkpoint=cp.note, tree_size=cp.tree_size, error=f"log damaged: {exc}")
@@ -51,10 +54,9 @@ def proof_trailer(ledger: Ledger, f: EventFilter, *, key: str | None) -> bytes:
                 {
                     "event_id": str(event_id),
                     "leaf_index": index,
-                    "audit_path": [base64.b64encode(h).decode() for h in levels.inclusion_proof(index)],
+                    "audit_path": [base64.b64encode(h).decode() for h in paths[index]],
                 }
                 for index, event_id in matching
-                if levels is not None
             ],
         )
     return orjson.dumps({TRAILER_KEY: body}) + b"\n"

@@ -1,4 +1,4 @@
-"""ClickHouse access for the Merkle log: ``merkle_leaves`` and ``checkpoints`` (migration 0005).
+"""ClickHouse access for the Merkle log: ``merkle_leaves``, ``checkpoints`` (0005), ``merkle_subtrees``.
 
 The tables live next to the events in the store's database; this module opens its own
 per-thread clients on the store's DSN (``ClientPool``), so the integrity code adds no
@@ -8,7 +8,7 @@ database name is the store's validated identifier.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointRow", "LeafRow", "LeavesMissing", "Ledger"]
+__all__ = ["SUBTREE_MIN_LEVEL", "CheckpointRow", "LeafRow", "LeavesMissing", "Ledger"]
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +21,11 @@ from auditstream.store.client import ClientPool, validate_identifier
 from auditstream.store.errors import StoreError, classify
 
 _EVENT_COLUMNS = ", ".join(COLUMNS)
+
+# merkle_subtrees holds the complete subtrees of this height and up (migration 0008):
+# below it, proofs recompute from at most 256 leaves.
+SUBTREE_MIN_LEVEL = 8
+_LOOKUP_CHUNK = 500  # (level, node_index) keys per lookup query
 
 
 class LeavesMissing(StoreError):
@@ -47,6 +52,12 @@ class CheckpointRow:
     created_at: datetime
     note: str
     frontier: list[bytes]
+
+
+def _checkpoint_row(r: tuple) -> CheckpointRow:
+    raw = bytes.fromhex(r[5]) if r[5] else b""
+    frontier = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    return CheckpointRow(r[0], int(r[1]), r[2], r[3], r[4], frontier)
 
 
 class Ledger:
@@ -183,6 +194,71 @@ class Ledger:
             )
         return out
 
+    def leaf_hash_range(self, tenant_id: str, start: int, end: int) -> list[bytes]:
+        """The leaf hashes of ``start <= index < end``, one per index; LeavesMissing on a gap."""
+        out: list[bytes] = []
+        for leaf in self.iter_leaves(tenant_id, start, end):
+            if leaf.leaf_index == start + len(out):
+                out.append(leaf.leaf_hash)
+        if len(out) != end - start:
+            raise LeavesMissing(
+                f"the leaves of tenant {tenant_id} stop at {start + len(out)}, below tree size {end}"
+            )
+        return out
+
+    # --- subtree hashes (0008) -------------------------------------------------------
+
+    def append_subtrees(self, tenant_id: str, nodes: Sequence[tuple[int, int, bytes]], token: str) -> None:
+        """Store complete subtrees (level, node index, hash); ``token`` de-duplicates a retry."""
+        if not nodes:
+            return
+        rows = [(tenant_id, level, index, h) for level, index, h in nodes]
+        self._insert(
+            "merkle_subtrees", rows, ("tenant_id", "level", "node_index", "hash"), f"subtrees:{token}"
+        )
+
+    def subtree_hashes(self, tenant_id: str, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored hash of each (level, node index) key that has exactly one stored value.
+
+        A key with two different values (unmerged rows that disagree: damage) is left out,
+        so the caller recomputes it from the leaves like a missing one.
+        """
+        found: dict[tuple[int, int], bytes] = {}
+        conflicting: set[tuple[int, int]] = set()
+        unique = sorted(set(keys))
+        for i in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[i : i + _LOOKUP_CHUNK]
+            rows = self._query(
+                "SELECT level, node_index, hash"  # noqa: S608
+                f" FROM {self.database}.merkle_subtrees WHERE tenant_id = {{t:String}}"
+                " AND (level, node_index) IN {keys:Array(Tuple(UInt8, UInt64))}",
+                {"t": tenant_id, "keys": chunk},
+            )
+            for level, index, h in rows:
+                key = (int(level), int(index))
+                if found.setdefault(key, h) != h:
+                    conflicting.add(key)
+        for key in conflicting:
+            del found[key]
+        return found
+
+    def subtrees_complete(self, tenant_id: str, size: int) -> bool:
+        """Whether every complete subtree of height >= SUBTREE_MIN_LEVEL below ``size`` is stored."""
+        expected = {
+            level: size >> level for level in range(SUBTREE_MIN_LEVEL, size.bit_length()) if size >> level
+        }
+        if not expected:
+            return True
+        rows = self._query(
+            "SELECT level, uniqExact(node_index)"  # noqa: S608
+            f" FROM {self.database}.merkle_subtrees WHERE tenant_id = {{t:String}}"
+            " AND level >= {lo:UInt8} AND node_index < bitShiftRight({size:UInt64}, level)"
+            " GROUP BY level",
+            {"t": tenant_id, "lo": SUBTREE_MIN_LEVEL, "size": size},
+        )
+        stored = {int(r[0]): int(r[1]) for r in rows}
+        return all(stored.get(level, 0) == count for level, count in expected.items())
+
     # --- checkpoints --------------------------------------------------------------
 
     def add_checkpoint(self, row: CheckpointRow) -> None:
@@ -217,18 +293,17 @@ class Ledger:
         if limit is not None:
             sql += " LIMIT {n:UInt32}"
             params["n"] = limit
-        out = []
-        for r in self._query(sql, params):
-            raw = bytes.fromhex(r[5]) if r[5] else b""
-            frontier = [raw[i : i + 32] for i in range(0, len(raw), 32)]
-            out.append(CheckpointRow(r[0], int(r[1]), r[2], r[3], r[4], frontier))
-        return out
+        return [_checkpoint_row(r) for r in self._query(sql, params)]
 
     def checkpoint_at(self, tenant_id: str, tree_size: int) -> CheckpointRow | None:
-        for row in self.checkpoints(tenant_id):
-            if row.tree_size == tree_size:
-                return row
-        return None
+        """The first stored checkpoint of ``tree_size`` (one keyed read, not the whole chain)."""
+        rows = self._query(
+            "SELECT tenant_id, tree_size, root_hash, created_at, note, frontier"  # noqa: S608
+            f" FROM {self.database}.checkpoints WHERE tenant_id = {{t:String}} AND tree_size = {{s:UInt64}}"
+            " ORDER BY created_at LIMIT 1",
+            {"t": tenant_id, "s": tree_size},
+        )
+        return _checkpoint_row(rows[0]) if rows else None
 
     def tenants(self) -> list[str]:
         rows = self._query(f"SELECT DISTINCT tenant_id FROM {self.database}.checkpoints ORDER BY tenant_id")  # noqa: S608

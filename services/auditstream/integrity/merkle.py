@@ -10,6 +10,13 @@ hashes) and the verifier.
 ``Frontier`` is the compact form of a growing tree: the roots of its perfect
 subtrees, largest first (at most log2 n of them). Appending a leaf merges equal
 sizes, so the root of every prefix is available without keeping all leaves in memory.
+
+Proofs without every leaf: every hash a proof holds is the root of a range of leaves
+that splits into complete, aligned subtrees (``subtree_parts``). ``inclusion_ranges`` /
+``consistency_ranges`` name those ranges, and ``inclusion_proof_from`` /
+``consistency_proof_from`` build the same proofs as ``inclusion_proof`` /
+``consistency_proof`` from a callback giving the hash of a range, so a stored log can
+answer from stored subtree hashes in O(log n) reads (as Go's sumdb/tlog "stored hashes").
 """
 
 from __future__ import annotations
@@ -19,19 +26,29 @@ __all__ = [
     "HASH_SIZE",
     "Frontier",
     "ProofError",
+    "SubtreeHash",
     "TreeLevels",
     "consistency_proof",
+    "consistency_proof_from",
+    "consistency_ranges",
     "inclusion_proof",
+    "inclusion_proof_from",
+    "inclusion_ranges",
     "leaf_hash",
     "node_hash",
     "root_from_inclusion",
+    "root_of_parts",
+    "subtree_parts",
     "tree_root",
     "verify_consistency",
     "verify_inclusion",
 ]
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+# MTH(D[start:end]) of the log, for the ranges ``inclusion_ranges``/``consistency_ranges`` name.
+SubtreeHash = Callable[[int, int], bytes]
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # MTH({}) in RFC 9162 2.1.1
@@ -65,19 +82,31 @@ class Frontier:
         self.size = size
         self.hashes = list(hashes)
 
-    def append(self, leaf: bytes) -> None:
+    def append(self, leaf: bytes, on_node: Callable[[int, int, bytes], None] | None = None) -> None:
+        """Add one leaf; ``on_node(level, index, hash)`` hears of every subtree it completes.
+
+        The completed subtree at ``level`` (height, leaves are 0) and ``index`` covers the
+        leaves ``[index * 2**level, (index + 1) * 2**level)``; each is reported once, when
+        its last leaf arrives (what the sealer stores so proofs need no other leaves).
+        """
         h = leaf
         size = self.size
+        level = 0
         # Each trailing 1 bit of size is a perfect subtree of the same height as h: merge.
         while size & 1:
             h = node_hash(self.hashes.pop(), h)
             size >>= 1
+            level += 1
+            if on_node is not None:
+                on_node(level, ((self.size + 1) >> level) - 1, h)
         self.hashes.append(h)
         self.size += 1
 
-    def extend(self, leaves: Sequence[bytes]) -> None:
+    def extend(
+        self, leaves: Sequence[bytes], on_node: Callable[[int, int, bytes], None] | None = None
+    ) -> None:
         for leaf in leaves:
-            self.append(leaf)
+            self.append(leaf, on_node)
 
     def root(self) -> bytes:
         if not self.hashes:
@@ -187,6 +216,90 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int, new_size: int | No
             complete = False
     path.reverse()
     return path
+
+
+def subtree_parts(start: int, end: int) -> list[tuple[int, int]]:
+    """The complete aligned subtrees MTH(D[start:end]) is built of, largest (leftmost) first.
+
+    RFC 9162 splits a range at the largest power of two below its length; the left part
+    of every split is complete. For the ranges proofs use (``start`` a multiple of a power
+    of two at least ``end - start``, as every node of the tree is) each part is an aligned
+    subtree ``[j * 2**h, (j + 1) * 2**h)``, so a store of such subtrees can answer it.
+    """
+    if not 0 <= start < end:
+        raise ValueError(f"empty or negative range [{start}, {end})")
+    parts = []
+    while end - start > 1 and (end - start) & (end - start - 1):
+        k = _split(end - start)
+        parts.append((start, start + k))
+        start += k
+    parts.append((start, end))
+    return parts
+
+
+def root_of_parts(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a range from the hashes of its ``subtree_parts``, in their order."""
+    if not hashes:
+        raise ValueError("no parts")
+    h = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        h = node_hash(left, h)
+    return h
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots make up PATH(index, D[0:size]), in proof order (bottom-up)."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is not in a tree of size {size}")
+    ranges: list[tuple[int, int]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose roots make up PROOF(old_size, D[0:new_size]), in proof order."""
+    if not 0 <= old_size <= new_size:
+        raise ProofError(f"no consistency proof from size {old_size} to {new_size}")
+    if old_size == 0 or old_size == new_size:
+        return []
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m, complete = 0, new_size, old_size, True
+    while True:
+        n = hi - lo
+        if m == n:
+            if not complete:
+                ranges.append((lo, hi))
+            break
+        k = _split(n)
+        if m <= k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+            m -= k
+            complete = False
+    ranges.reverse()
+    return ranges
+
+
+def inclusion_proof_from(subtree_hash: SubtreeHash, index: int, size: int) -> list[bytes]:
+    """``inclusion_proof`` of a tree known only through ``subtree_hash(start, end)``."""
+    return [subtree_hash(a, b) for a, b in inclusion_ranges(index, size)]
+
+
+def consistency_proof_from(subtree_hash: SubtreeHash, old_size: int, new_size: int) -> list[bytes]:
+    """``consistency_proof`` of a tree known only through ``subtree_hash(start, end)``."""
+    return [subtree_hash(a, b) for a, b in consistency_ranges(old_size, new_size)]
 
 
 def root_from_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes]) -> bytes:

@@ -17,6 +17,16 @@ Exactly once across crashes and replays:
 * an event id that already has a leaf is skipped (a replayed or conflicting copy
   at another Kafka position), so no ``(tenant, event_id)`` is sealed twice.
 
+Subtree hashes (``merkle_subtrees``, 0008; what proofs are built from): a page's leaves
+and the subtrees of height >= 8 they complete are written in the same step, leaves
+first. A failure between the two drops the tenant's state like any other; the reload
+re-derives the frontier from the last checkpoint and writes the subtrees completed
+past it again, so no checkpoint is signed while one of its subtrees is unwritten. On
+the first load of a tenant whose stored subtrees do not cover its latest checkpoint
+(a log sealed before 0008) the frontier is rebuilt from leaf 0 instead, which writes
+every subtree once (the backfill). Proofs recompute a missing subtree from leaves, so
+they are right before, during and after the backfill.
+
 Yielding to ingest: in the embedded setup the sealer shares one process (and its GIL)
 with the processor, and a sealed event costs it more Python time than storing it did.
 So while the feed heads keep moving (ingest is active) it seals one page per tenant per
@@ -40,6 +50,8 @@ import logging
 import re
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +60,7 @@ from prometheus_client import Counter, Gauge
 
 from auditstream.events.stored import format_datetime, utc_ms
 from auditstream.integrity.canonical import LEAF_FORMAT, leaf_hash_of_row
-from auditstream.integrity.ledger import CheckpointRow, Ledger
+from auditstream.integrity.ledger import SUBTREE_MIN_LEVEL, CheckpointRow, Ledger
 from auditstream.integrity.merkle import Frontier
 from auditstream.integrity.note import Checkpoint, Signer, note_hash, sign_note
 from auditstream.store.store import Store
@@ -70,6 +82,8 @@ _MAX_PAUSE_SECONDS = 5.0  # a yielding sealer still looks at the feed (and check
 # within 0.5 s while events arrive, but writing a full one under load can take longer.
 _IDLE_SECONDS = 2.0
 
+_BACKFILL_BATCH = 10_000  # subtree rows per insert while a reload writes them
+
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -77,6 +91,16 @@ def checkpoint_file(folder: Path, tenant_id: str, day: datetime) -> Path:
     """``<folder>/<tenant>/<YYYY-MM-DD>.notes``; a tenant id unfit for a path is hex-encoded."""
     name = tenant_id if _SAFE.match(tenant_id) and ".." not in tenant_id else "x-" + tenant_id.encode().hex()
     return folder / name / f"{day:%Y-%m-%d}.notes"
+
+
+def _collector(nodes: list[tuple[int, int, bytes]]) -> Callable[[int, int, bytes], None]:
+    """A ``Frontier.append`` callback keeping the subtrees merkle_subtrees stores."""
+
+    def keep(level: int, index: int, h: bytes) -> None:
+        if level >= SUBTREE_MIN_LEVEL:
+            nodes.append((level, index, h))
+
+    return keep
 
 
 @dataclass
@@ -137,17 +161,35 @@ class Sealer:
             return None
         start = 0
         frontier = Frontier()
-        if cp is not None and len(cp.frontier) == cp.tree_size.bit_count():
+        if (
+            cp is not None
+            and len(cp.frontier) == cp.tree_size.bit_count()
+            and self.ledger.subtrees_complete(tenant_id, cp.tree_size)
+        ):
             candidate = Frontier(cp.tree_size, cp.frontier)
             if candidate.root() == cp.root_hash:
                 frontier, start = candidate, cp.tree_size
+        nodes: list[tuple[int, int, bytes]] = []
+        collect = _collector(nodes)
+        written = 0
+        # Unique per load: a later load at the same size (after the rows were lost) must not
+        # be dropped as a retry; the same rows twice are merged by the table and readers.
+        load = f"load-{uuid.uuid4().hex}"
         for leaf in self.ledger.iter_leaves(tenant_id, start, size):
             if leaf.leaf_index == frontier.size:
-                frontier.append(leaf.leaf_hash)
+                frontier.append(leaf.leaf_hash, collect)
+                if len(nodes) >= _BACKFILL_BATCH:
+                    written += self._write_subtrees(tenant_id, nodes, f"{load}:{frontier.size}")
         if frontier.size != size:
             log.error("merkle leaves have a gap; sealer stops for this tenant", extra={"tenant": tenant_id})
             self._blocked.add(tenant_id)
             return None
+        written += self._write_subtrees(tenant_id, nodes, f"{load}:{size}")
+        if start == 0 and written:
+            log.info(
+                "merkle subtree hashes written from the stored leaves",
+                extra={"tenant": tenant_id, "subtrees": written},
+            )
         checkpoint_at = 0.0
         if cp is not None:
             # The interval runs from the stored checkpoint's time, also across a restart.
@@ -161,6 +203,13 @@ class Sealer:
             checkpoint_size=cp.tree_size if cp else 0,
             checkpoint_at=checkpoint_at,
         )
+
+    def _write_subtrees(self, tenant_id: str, nodes: list[tuple[int, int, bytes]], token: str) -> int:
+        """Store and clear ``nodes``; how many there were."""
+        count = len(nodes)
+        self.ledger.append_subtrees(tenant_id, nodes, f"{tenant_id}:{token}:{count}")
+        nodes.clear()
+        return count
 
     def _state(self, tenant_id: str) -> _Tenant | None:
         state = self._tenants.get(tenant_id)
@@ -208,8 +257,13 @@ class Sealer:
                             now,
                         )
                     )
+                frontier = state.frontier.copy()
+                nodes: list[tuple[int, int, bytes]] = []
+                frontier.extend(hashes, _collector(nodes))
                 self.ledger.append_leaves(tenant_id, state.size, rows, leaf_format=LEAF_FORMAT)
-                state.frontier.extend(hashes)
+                # Same step as the leaves (see the module text for a failure in between).
+                self._write_subtrees(tenant_id, nodes, f"{state.size}:{state.size + len(rows)}")
+                state.frontier = frontier
                 state.size += len(rows)
                 state.positions = dict(page.positions)
                 added += len(rows)

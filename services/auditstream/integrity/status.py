@@ -4,8 +4,9 @@ Computed server-side from what is stored, with the same functions as ``verify``:
 leaf is recomputed from the stored row (``canonical.leaf_hash_of_row``), the latest
 checkpoint covering its leaf index must carry a valid signature by ``verifier`` for the
 tenant's origin (``note.open_note``), and the recomputed leaf must reach that
-checkpoint's root through the audit path computed from the stored leaf hashes
-(``merkle.inclusion_proof`` / ``verify_inclusion``). So an event changed in ClickHouse
+checkpoint's root through the audit path built from the stored subtree hashes
+(``stored_tree.StoredTree``, O(log n) reads; from every leaf when those do not prove
+the stored leaf) and ``verify_inclusion``. So an event changed in ClickHouse
 after it was sealed fails here even though its leaf row is untouched.
 
 This is a convenience for the analyst reading the log on this server; independent
@@ -22,8 +23,9 @@ from typing import Any, Literal
 
 from auditstream.integrity.canonical import UnknownLeafFormat, check_leaf_format, leaf_hash_of_row
 from auditstream.integrity.ledger import LeavesMissing, Ledger
-from auditstream.integrity.merkle import ProofError, inclusion_proof, verify_inclusion
+from auditstream.integrity.merkle import ProofError, verify_inclusion
 from auditstream.integrity.note import Checkpoint, NoteError, Verifier, open_note
+from auditstream.integrity.stored_tree import StoredTree
 
 State = Literal["verified", "unsealed", "failed", "unknown"]
 
@@ -72,7 +74,7 @@ def event_integrity(
             "failed", f"checkpoint {size} is not this tenant's (origin {cp.origin!r})", leaf.leaf_index, size
         )
     try:
-        path = inclusion_proof(ledger.leaf_hashes(tenant_id, size), leaf.leaf_index, size)
+        path = StoredTree(ledger, tenant_id, size, cp.root).inclusion_proof(leaf.leaf_index, leaf.leaf_hash)
     except LeavesMissing as exc:
         return EventIntegrity("failed", f"does not match checkpoint {size}: {exc}", leaf.leaf_index, size)
     try:

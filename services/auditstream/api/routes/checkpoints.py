@@ -2,9 +2,9 @@
 
 Every answer can be checked without trusting this server: notes verify with the
 public key (C2SP signed-note), proofs with any RFC 9162 implementation. Hashes and
-audit paths are base64 (as in checkpoints). Proofs are computed from the stored leaf
-hashes up to the checkpoint's size (O(size) hashing: about a second per million
-leaves; tiles would make it O(log n), see README).
+audit paths are base64 (as in checkpoints). Proofs are built from the stored subtree
+hashes and at most two 256-leaf tiles (``integrity.stored_tree``: O(log n) reads), and
+checked against the signed root before they are served.
 
 The ledger (its own per-thread clients on the store's DSN) is made on first use and
 kept on the app, like the store the app was given.
@@ -24,8 +24,8 @@ from auditstream.api.errors import ApiError, BadRequest, NotFound
 from auditstream.api.routes.events import json_response
 from auditstream.api.schemas import ERROR_RESPONSES
 from auditstream.integrity.ledger import CheckpointRow, LeavesMissing, Ledger
-from auditstream.integrity.merkle import consistency_proof, inclusion_proof
 from auditstream.integrity.service import origin, public_key, shared_ledger
+from auditstream.integrity.stored_tree import StoredTree
 
 __all__ = ["LedgerDep", "router"]
 
@@ -46,11 +46,8 @@ class LogDamaged(ApiError):
     code = "log_damaged"
 
 
-def _leaf_hashes(ledger: Ledger, tenant: str, size: int) -> list[bytes]:
-    try:
-        return ledger.leaf_hashes(tenant, size)
-    except LeavesMissing as exc:
-        raise LogDamaged(f"{exc}; run 'auditstream verify --tenant {tenant}' to see what changed") from None
+def _damaged(exc: LeavesMissing, tenant: str) -> LogDamaged:
+    return LogDamaged(f"{exc}; run 'auditstream verify --tenant {tenant}' to see what changed")
 
 
 def _b64(value: bytes) -> str:
@@ -130,12 +127,16 @@ def consistency(
     if from_size > new.tree_size:
         raise BadRequest("from: must not be larger than to", field="from")
     old = _pick(ledger, tenant, from_size, "from") if from_size else None
-    leaves = _leaf_hashes(ledger, tenant, new.tree_size)
+    tree = StoredTree(ledger, tenant, new.tree_size, new.root_hash)
+    try:
+        proof = tree.consistency_proof(from_size, old.root_hash) if old else []
+    except LeavesMissing as exc:
+        raise _damaged(exc, tenant) from None
     return json_response(
         {
             "from": _checkpoint(old) if old else {"tree_size": 0},
             "to": _checkpoint(new),
-            "proof": [_b64(h) for h in consistency_proof(leaves, from_size, new.tree_size)],
+            "proof": [_b64(h) for h in proof],
         }
     )
 
@@ -167,7 +168,12 @@ def event_proof(
             " use a later one",
             field="checkpoint",
         )
-    leaves = _leaf_hashes(ledger, tenant, cp.tree_size)
+    try:
+        path = StoredTree(ledger, tenant, cp.tree_size, cp.root_hash).inclusion_proof(
+            leaf.leaf_index, leaf.leaf_hash
+        )
+    except LeavesMissing as exc:
+        raise _damaged(exc, tenant) from None
     return json_response(
         {
             "event_id": str(eid),
@@ -175,7 +181,7 @@ def event_proof(
             "leaf_hash": _b64(leaf.leaf_hash),
             "leaf_format": leaf.leaf_format,
             "tree_size": cp.tree_size,
-            "audit_path": [_b64(h) for h in inclusion_proof(leaves, leaf.leaf_index, cp.tree_size)],
+            "audit_path": [_b64(h) for h in path],
             "checkpoint": _checkpoint(cp),
         }
     )
