@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         None,
         description="Ed25519 signer key (note format). Default: data_dir/checkpoint.key, made at start.",
     )
+    # The API only verifies: it reads this file, never the signer key. A split deployment
+    # keeps the signer key on the followers' own volume and this file on a shared one.
+    checkpoint_public_key_path: Path | None = Field(
+        None,
+        description="Verifier key file, written by the sealer, read by the API. Default: the key path + .pub",
+    )
     checkpoint_key_name: str = Field("auditstream", description="Key name in notes; also the origin prefix.")
     checkpoint_dir: Path | None = Field(
         None,
@@ -208,6 +214,11 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_checkpoint_key_path(self) -> Path:
         return self.checkpoint_key_path or self.data_dir / "checkpoint.key"
+
+    @cached_property
+    def resolved_checkpoint_public_key_path(self) -> Path:
+        key = self.resolved_checkpoint_key_path
+        return self.checkpoint_public_key_path or key.with_name(key.name + ".pub")
 
     @cached_property
     def resolved_checkpoint_dir(self) -> Path:

@@ -70,3 +70,42 @@ def test_volumes_of_the_image_are_mounted_on_folders_the_service_user_owns(path)
     data_dir = stage.env["AUDITSTREAM_DATA_DIR"]
     assert data_dir in stage.owned_dirs and stage.env["HOME"] == data_dir
     assert stage.env["AUDITSTREAM_KEYS_PATH"].rsplit("/", 1)[0] in stage.owned_dirs
+
+
+def _volume_of(service: dict, path: str) -> str | None:
+    """The named volume ``path`` lies on in ``service`` (the longest mount target that holds it)."""
+    best: tuple[int, str] | None = None
+    for volume in service.get("volumes", []):
+        source, target = (
+            (volume.split(":")[:2]) if isinstance(volume, str) else (volume["source"], volume["target"])
+        )
+        if (path == target or path.startswith(target.rstrip("/") + "/")) and (
+            best is None or len(target) > best[0]
+        ):
+            best = (len(target), source)
+    return best[1] if best else None
+
+
+def _key_paths(service: dict, data_dir: str) -> tuple[str, str]:
+    env = service.get("environment") or {}
+    key = env.get("AUDITSTREAM_CHECKPOINT_KEY_PATH", f"{data_dir}/checkpoint.key")
+    return key, env.get("AUDITSTREAM_CHECKPOINT_PUBLIC_KEY_PATH", f"{key}.pub")
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_only_the_followers_can_read_the_signing_key_and_the_api_reads_their_public_key(path) -> None:
+    data_dir = runtime_stage().env["AUDITSTREAM_DATA_DIR"]
+    services = load_compose(path)["services"]
+    followers = [s for s in services.values() if s.get("command") == ["followers"]]
+    apis = {n: s for n, s in services.items() if s.get("command") == ["api"]}
+    assert len(followers) == 1 and apis
+    key, public = _key_paths(followers[0], data_dir)
+    signing_volume = _volume_of(followers[0], key)
+    public_volume = _volume_of(followers[0], public)
+    assert signing_volume and public_volume and signing_volume != public_volume
+    for name, api in apis.items():
+        assert signing_volume not in {_volume_of(api, target) for target in (key, data_dir)}, name
+        for volume in api.get("volumes", []):
+            assert not str(volume).startswith(f"{signing_volume}:"), f"{name} mounts the signing key's volume"
+        _, api_public = _key_paths(api, data_dir)
+        assert (api_public, _volume_of(api, api_public)) == (public, public_volume), name

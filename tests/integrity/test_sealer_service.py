@@ -121,3 +121,29 @@ def test_followers_alone_seal_what_another_process_stored(
     assert size == 6 and health == 200
     assert query == 404  # the followers serve no query routes
     assert public_key(settings) is not None  # the key lives with the followers' data folder
+
+
+def test_the_sealer_writes_the_public_key_file_and_verifiers_need_only_that(
+    tmp_path: Path, store: Store
+) -> None:
+    sealer_side = Settings(data_dir=tmp_path / "followers", clickhouse_dsn=store.dsn,
+                           clickhouse_database=store.database,
+                           checkpoint_public_key_path=tmp_path / "shared" / "checkpoint.pub")  # fmt: skip
+    running = start_sealer(sealer_side, store)
+    running.stop()
+    public = tmp_path / "shared" / "checkpoint.pub"
+    signer_text = (tmp_path / "followers" / "checkpoint.key").read_text()
+    assert public.stat().st_mode & 0o777 == 0o644 and "PRIVATE" not in public.read_text()
+    assert signer_text.startswith("PRIVATE+KEY+")
+    # The API's settings: its own data folder (no signing key there), the shared public key.
+    api_side = Settings(data_dir=tmp_path / "api", checkpoint_public_key_path=public)
+    verifier = public_key(api_side)
+    assert verifier is not None and str(verifier) == public.read_text().strip()
+    assert not (tmp_path / "api" / "checkpoint.key").exists()
+    # A restart with the same key leaves the file as it is; a file that says another key is fixed.
+    before = public.stat().st_mtime_ns
+    start_sealer(sealer_side, store).stop()
+    assert public.stat().st_mtime_ns == before
+    public.write_text("auditstream+00000000+AAAA\n")
+    start_sealer(sealer_side, store).stop()
+    assert str(public_key(api_side)) == str(verifier)

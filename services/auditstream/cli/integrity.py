@@ -58,17 +58,21 @@ def _verifier(key: str | None, settings: Settings) -> Any:
     except (NoteError, OSError) as exc:
         raise _fail(f"--key: {exc}") from None
     if verifier is None:
-        raise _fail(f"no --key given and no key file at {settings.resolved_checkpoint_key_path}")
+        raise _fail(
+            f"no --key given and no key file at {settings.resolved_checkpoint_public_key_path}"
+            f" or {settings.resolved_checkpoint_key_path}"
+        )
     return verifier
 
 
 @app.command("key")
 def key() -> None:
     """Print the public (verifier) key checkpoints are signed with; creates the key if there is none."""
-    from auditstream.integrity.keys import load_or_create_signer
+    from auditstream.integrity.keys import load_or_create_signer, write_verifier
 
     settings = Settings()
     signer = load_or_create_signer(settings.resolved_checkpoint_key_path, settings.checkpoint_key_name)
+    write_verifier(settings.resolved_checkpoint_public_key_path, signer.verifier)
     typer.echo(str(signer.verifier))
 
 

@@ -5,15 +5,20 @@ The key file holds one line, the signer key in note format
 so two processes starting at once cannot each write a different key; the loser
 reads the winner's. An operator who keeps the key elsewhere (a secrets mount) points
 ``AUDITSTREAM_CHECKPOINT_KEY_PATH`` at it; a missing file there is created.
+
+The verifier key goes to its own file (:func:`write_verifier`, the sealer writes it at
+start), so the processes that only verify (the API, the viewer) never need read access
+to the signer key: an attacker holding the API's files can still not sign a checkpoint.
 """
 
 from __future__ import annotations
 
-__all__ = ["load_or_create_signer", "load_verifier"]
+__all__ = ["load_or_create_signer", "load_verifier", "write_verifier"]
 
 import contextlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 from auditstream.integrity.note import NoteError, Signer, Verifier
@@ -57,3 +62,26 @@ def load_verifier(value: str) -> Verifier:
         return Verifier.parse(text)
     except NoteError as exc:
         raise NoteError(f"{value[:60]}: {exc}") from None
+
+
+def write_verifier(path: Path, verifier: Verifier) -> None:
+    """Write ``verifier`` to ``path`` (mode 0644), atomically; leave a file that already says it."""
+    path = Path(path)
+    text = str(verifier) + "\n"
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8") == text:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # public by nature: verifiers and auditors read it
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    log.info("checkpoint verifier key written", extra={"path": str(path), "key": str(verifier)})

@@ -15,7 +15,7 @@ from typing import Any
 
 from auditstream.config import Settings
 from auditstream.integrity.bundle import proof_trailer
-from auditstream.integrity.keys import load_or_create_signer, load_verifier
+from auditstream.integrity.keys import load_or_create_signer, load_verifier, write_verifier
 from auditstream.integrity.ledger import Ledger
 from auditstream.integrity.note import Verifier
 from auditstream.integrity.sealer import Sealer
@@ -31,7 +31,15 @@ def origin(settings: Settings, tenant_id: str) -> str:
 
 
 def public_key(settings: Settings) -> Verifier | None:
-    """The verifier key of this installation's signing key; None while no key exists yet."""
+    """The verifier key of this installation's signing key; None while no key exists yet.
+
+    Read from the verifier file the sealer writes. Only where that file does not exist yet
+    (an installation from before it, until its sealer restarts) is it derived from the signer
+    key, if this process can read that.
+    """
+    public = settings.resolved_checkpoint_public_key_path
+    if public.is_file():
+        return load_verifier(str(public))
     path = settings.resolved_checkpoint_key_path
     if not path.is_file():
         return None
@@ -67,6 +75,7 @@ class RunningSealer:
 
 def start_sealer(settings: Settings, store: Store) -> RunningSealer:
     signer = load_or_create_signer(settings.resolved_checkpoint_key_path, settings.checkpoint_key_name)
+    write_verifier(settings.resolved_checkpoint_public_key_path, signer.verifier)
     sealer = Sealer(
         store,
         Ledger(store.dsn, store.database),
