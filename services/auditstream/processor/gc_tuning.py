@@ -12,13 +12,10 @@ So, once start-up is done: freeze what exists (it lives as long as the process a
 would only be re-walked) and let the young generation grow before it is collected.
 Reference cycles are still collected, a little later.
 
-The young threshold counts net new tracked objects, and the rows of the batches in
-flight (2 x 20,000 events, ~10 tracked objects each) are exactly what survives a young
-collection, to be walked again by the older ones. At 50,000 that was ~20 young and a
-few older collections per batch; at 500,000 it is about one per two batches. Measured
-end to end (bench/tools/ingest_cpu.py, 300,000 events, process CPU per event, stop 17):
-59.9-62.5 µs at 50,000 (3 runs) against 53.8-54.6 µs at 500,000 (3 runs). Memory does
-not grow with it: garbage without cycles is freed by reference counting at once.
+Tried and not kept (stop 17): a young threshold of 500,000 cut process CPU per event by
+~10% (59.9-62.5 -> 53.8-54.6 µs, bench/tools/ingest_cpu.py) but each collection then walks
+a larger generation: produce-to-queryable p99 at 13,000 ev/s went from 0.88-1.18 s to
+1.57-1.73 s (bench/RESULTS.md). The latency bar is the one this setting must not break.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
-YOUNG_THRESHOLD = 500_000
+YOUNG_THRESHOLD = 50_000
 OLDER_THRESHOLDS = (20, 20)
 
 
