@@ -31,14 +31,6 @@ NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
 
 @pytest.fixture(scope="module")
-def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
-    s = Store(clickhouse_dsn, clickhouse_database)
-    s.open()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def feed_topics(kafka_bootstrap: str) -> Topics:
     return new_topics(kafka_bootstrap)
 

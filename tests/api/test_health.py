@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,14 +12,6 @@ from auditstream.config import Settings
 from auditstream.store import Store
 
 pytestmark = pytest.mark.clickhouse
-
-
-@pytest.fixture(scope="module")
-def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
-    s = Store(clickhouse_dsn, clickhouse_database)
-    s.open()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -27,14 +27,6 @@ A, B = "acme", "globex"
 
 
 @pytest.fixture(scope="module")
-def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
-    s = Store(clickhouse_dsn, clickhouse_database)
-    s.open()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def settings(
     tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
 ) -> Settings:

@@ -40,14 +40,6 @@ def settings(
 
 
 @pytest.fixture(scope="module")
-def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
-    s = Store(clickhouse_dsn, clickhouse_database)
-    s.open()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def ids(settings: Settings, store: Store) -> list[str]:
     """SEALED events under one checkpoint, then one stored after it (not covered); ids in order."""
     batch = [
