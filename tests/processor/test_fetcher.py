@@ -1,0 +1,106 @@
+"""The fetch step's bulk conversion (``fetch_messages``), as pure logic.
+
+The real consumer is exercised end to end by test_processor_on_kafka.py and the fault
+tests; here a stand-in with faust's consumer surface checks what the conversion keeps
+and drops, and faust's own ``Consumer`` is checked for the names it relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP
+
+from auditstream.processor.fetcher import fetch_messages
+
+
+@dataclass
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class _Monitor:
+    end_offsets: dict[TP, int] = field(default_factory=dict)
+
+    def track_tp_end_offset(self, tp: TP, offset: int) -> None:
+        self.end_offsets[tp] = offset
+
+
+@dataclass
+class _App:
+    monitor: _Monitor = field(default_factory=_Monitor)
+
+
+@dataclass
+class _Consumer:
+    """faust's consumer surface that ``fetch_messages`` reads."""
+
+    records: dict[TP, list[_Record]] | None
+    active: set[TP] | None
+    should_stop: bool = False
+    flow_active: bool = True
+    _buffered_partitions: set[TP] = field(default_factory=set)
+    app: _App = field(default_factory=_App)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109 - faust's signature
+        return self.records, self.active
+
+    def _to_message(self, tp: TP, record: _Record) -> tuple[TP, int]:
+        return tp, record.offset
+
+    def highwater(self, tp: TP) -> int:
+        return 100 + tp.partition
+
+
+T0, T1, T2 = TP("audit", 0), TP("audit", 1), TP("audit", 2)
+
+
+def _records() -> dict[TP, list[_Record]]:
+    return {tp: [_Record("audit", tp.partition, o) for o in (5, 6, 7)] for tp in (T0, T1, T2)}
+
+
+def _fetch(consumer: _Consumer) -> list[Any]:
+    return asyncio.run(fetch_messages(consumer, 0.1))
+
+
+def test_every_record_of_active_partitions_in_partition_order() -> None:
+    consumer = _Consumer(_records(), active={T0, T2})
+    consumer._buffered_partitions = {T1}  # buffered counts as active, as in faust's getmany
+    out = _fetch(consumer)
+    assert out == [(tp, o) for tp in (T0, T1, T2) for o in (5, 6, 7)]
+    assert consumer.app.monitor.end_offsets == {T0: 100, T1: 101, T2: 102}
+
+
+def test_records_of_inactive_partitions_are_dropped() -> None:
+    consumer = _Consumer(_records(), active={T1})
+    assert _fetch(consumer) == [(T1, 5), (T1, 6), (T1, 7)]
+    assert set(consumer.app.monitor.end_offsets) == {T1}
+
+
+def test_client_only_consumer_has_no_active_set() -> None:
+    assert len(_fetch(_Consumer(_records(), active=None))) == 9
+
+
+def test_nothing_when_stopping_paused_or_empty() -> None:
+    assert _fetch(_Consumer(_records(), active=None, should_stop=True)) == []
+    assert _fetch(_Consumer(_records(), active=None, flow_active=False)) == []
+    assert _fetch(_Consumer(None, active=None)) == []
+    assert _fetch(_Consumer({}, active=set())) == []
+
+
+def test_faust_consumer_has_the_names_the_fetch_step_uses() -> None:
+    # A faust upgrade that renames these must fail here, not in production.
+    for name in ("_wait_next_records", "_to_message", "highwater", "getmany"):
+        assert callable(getattr(AIOKafkaConsumer, name, None)), name
+    assert issubclass(AIOKafkaConsumer, Consumer)
+    # Set in Consumer.__init__ (not a class attribute): read from faust's source.
+    import inspect
+
+    assert "self._buffered_partitions" in inspect.getsource(Consumer.__init__)
