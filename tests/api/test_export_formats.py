@@ -218,3 +218,35 @@ def test_csv_neutralises_formulas_and_ndjson_keeps_them(client: TestClient, stor
     assert got["actor"]["id"] == FORMULAS["actor.id"] and got["reason"] == FORMULAS["reason"]
     r = client.get("/v1/export", params={"format": "json", "order": "asc"}, headers=hdr)
     assert orjson.loads(r.content)[0]["actor"]["name"] == FORMULAS["actor.name"]
+
+
+def test_read_size_setting_reaches_both_export_paths(
+    tmp_path_factory: pytest.TempPathFactory,
+    clickhouse_dsn: str,
+    clickhouse_database: str,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from auditstream.store.export import BYTES_PER_QUERY
+
+    assert Settings().export_read_bytes == BYTES_PER_QUERY  # one default
+    small = make_settings(tmp_path_factory.mktemp("export-small"), clickhouse_dsn, clickhouse_database)
+    small.export_read_bytes = 1 << 20
+    tokens = make_tokens(small, (A,))
+    for c in client_for(small, store):
+        assert c.app.state.export_runner.bytes_per_query == 1 << 20  # type: ignore[attr-defined]
+        with caplog.at_level("INFO", logger="auditstream.api.routes.export"):
+            body = export(c, tokens, "ndjson")
+    assert body.count(b"\n") == 60
+    done = [r for r in caplog.records if r.getMessage() == "export streamed"]
+    assert len(done) == 1
+    assert (done[0].read_bytes, done[0].rows, done[0].tenant) == (1 << 20, 60, A)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["1000", str(512 << 20), "lots"])
+def test_read_size_out_of_bounds_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("AUDITSTREAM_EXPORT_READ_BYTES", value)
+    with pytest.raises(ValidationError, match="export_read_bytes"):
+        Settings()

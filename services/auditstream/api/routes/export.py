@@ -161,13 +161,15 @@ async def export_events(
     f = filters.to_event_filter(tenant, since, until)
 
     def produce() -> Iterator[bytes]:
-        events = EventExport(store, f, format, order=order, rows_per_query=EXPORT_ROWS_PER_QUERY)
+        events = EventExport(
+            store, f, format, order=order, rows_per_query=EXPORT_ROWS_PER_QUERY,
+            bytes_per_query=settings.export_read_bytes,
+        )  # fmt: skip
+        rows = _logged(events, tenant)
         if not include_proof:
-            return iter(events)
+            return rows
         verifier = public_key(settings)
-        return itertools.chain(
-            events, _lazy(lambda: proof_trailer(ledger, f, key=verifier and str(verifier)))
-        )
+        return itertools.chain(rows, _lazy(lambda: proof_trailer(ledger, f, key=verifier and str(verifier))))
 
     pump = _Pump(produce)
     first = await run_in_threadpool(pump.get)
@@ -187,6 +189,22 @@ async def export_events(
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
+        },
+    )
+
+
+def _logged(events: EventExport, tenant: str) -> Iterator[bytes]:
+    """The export's bytes, then one log line of what it read (how large its reads were)."""
+    yield from events
+    log.info(
+        "export streamed",
+        extra={
+            "tenant": tenant,
+            "format": events.format,
+            "rows": events.rows,
+            "queries": events.queries,
+            "largest_read_bytes": events.largest_bytes,
+            "read_bytes": events.bytes_per_query,
         },
     )
 
