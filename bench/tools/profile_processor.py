@@ -32,7 +32,8 @@ FRAMES = {
     "insert_rows (all)": "insert_rows (",
     "  clickhouse-connect encode": "_write_native",
     "  chdb query": "query (chdb",
-    "faust/aiokafka fetch": "getmany (",
+    "faust/aiokafka fetch (faust's getmany)": "getmany (",
+    "fetch step (fetch_messages)": "fetch_messages (",
     "ack": "_acknowledge (",
     "idle (epoll)": "select (selectors",
 }
