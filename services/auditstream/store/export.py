@@ -87,6 +87,7 @@ FORMATS: tuple[str, ...] = ("ndjson", "json", "csv")
 # peak RSS follows one read, not the export). Rows per read are capped as well. 32 MB:
 # 1M NDJSON rows at 372k rows/s, peak 833 MB, against 248k rows/s and 696 MB at 8 MB
 # (each read has a fixed cost of ~15 ms) and 336k rows/s and 923 MB before byte sizing.
+# The API passes its setting (AUDITSTREAM_EXPORT_READ_BYTES, default this value) instead.
 BYTES_PER_QUERY = 32 << 20
 ROWS_PER_QUERY = 50_000
 # Bytes per row assumed for the first read, before any result was seen.
