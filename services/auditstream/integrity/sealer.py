@@ -37,6 +37,12 @@ lag grows during a burst and shrinks after (``auditstream_sealer_lag_seconds``);
 once is unaffected (pausing is only a wait between rounds), and every round still offers
 each tenant a checkpoint, so they come at most every ``checkpoint_seconds`` as before.
 
+Threads: ``run`` seals on its own thread, and the public methods may be called from
+others (tests read ``tree_size``, tools seal by hand). One lock covers every use of a
+tenant's state, so a second thread can never load a copy of it while a page advances the
+one in use; a stale copy put back would seal the next events at indices already written,
+and the insert's dedup token would drop them (found in CI, ``test_sealer_threads.py``).
+
 One sealer per database: two would both append at the same indices. The embedded
 setup has one process; with a ClickHouse server, enable it on one instance only.
 """
@@ -140,6 +146,7 @@ class Sealer:
         self._last_heads: dict[str, dict[int, int]] | None = None
         self._tenants: dict[str, _Tenant] = {}
         self._blocked: set[str] = set()
+        self._lock = threading.Lock()  # around every use of _tenants (see the module text)
 
     def origin(self, tenant_id: str) -> str:
         return f"{self.origin_prefix}/{tenant_id}"
@@ -220,13 +227,18 @@ class Sealer:
         return state
 
     def tree_size(self, tenant_id: str) -> int:
-        state = self._state(tenant_id)
-        return state.size if state else 0
+        with self._lock:
+            state = self._state(tenant_id)
+            return state.size if state else 0
 
     # --- sealing ------------------------------------------------------------------
 
     def seal_tenant(self, tenant_id: str, heads: dict[int, int], max_pages: int = 20) -> int:
         """Append what the feed holds past the position (at most ``max_pages`` pages); leaves added."""
+        with self._lock:
+            return self._seal_tenant(tenant_id, heads, max_pages)
+
+    def _seal_tenant(self, tenant_id: str, heads: dict[int, int], max_pages: int) -> int:
         state = self._state(tenant_id)
         if state is None:
             return 0
@@ -283,6 +295,10 @@ class Sealer:
 
     def checkpoint(self, tenant_id: str, *, force: bool = False) -> CheckpointRow | None:
         """Sign and store a checkpoint if the tree grew and the interval passed (or ``force``)."""
+        with self._lock:
+            return self._checkpoint(tenant_id, force)
+
+    def _checkpoint(self, tenant_id: str, force: bool) -> CheckpointRow | None:
         state = self._state(tenant_id)
         if state is None or state.size == state.checkpoint_size:
             return None
