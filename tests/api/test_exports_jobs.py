@@ -306,12 +306,16 @@ def test_jobs_survive_an_api_restart(settings: Settings, store: Store, tokens: d
         created_by="x",
     )
     jobs.update(crashed["id"], status="running", rows_written=5)
-    part = Path(settings.data_dir) / "exports" / f"{crashed['id']}.csv.part"
-    part.parent.mkdir(parents=True, exist_ok=True)
-    part.write_bytes(b"half a file")
+    exports = Path(settings.data_dir) / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    # The attempt's partial file, and one under the name every attempt used before.
+    parts = [exports / f"{crashed['id']}.csv.1.part", exports / f"{crashed['id']}.csv.part"]
+    for part in parts:
+        part.write_bytes(b"half a file")
     with TestClient(create_app(settings, store)) as third:
         done = wait_for_job(third, tokens[f"{B}:exporter"], crashed["id"], within=60)
         assert done["rows_written"] == SMALL_B
         body = third.get(f"/v1/exports/{crashed['id']}/download", headers=bearer(tokens[f"{B}:exporter"]))
         assert len(list(csv.DictReader(io.StringIO(body.text)))) == SMALL_B
-    assert not part.exists()
+    assert not [p for p in parts if p.exists()]
+    assert sorted(p.name for p in exports.glob(f"{crashed['id']}*")) == [f"{crashed['id']}.csv"]

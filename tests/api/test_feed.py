@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,14 +206,21 @@ def test_feed_needs_exporter_and_only_an_operator_picks_a_tenant(
 
 
 def _trail(kafka_bootstrap: str, topic: str, key_id: str, sessions: int) -> list[dict[str, Any]]:
-    """The feed.read events of one key, once at least ``sessions`` of them arrived (or 10 s)."""
+    """The feed.read events of one key: read until ``sessions`` of them arrived (at most 30 s),
+    then 2 s more, which is how a test sees that no extra one came."""
 
     def mine(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [r for r in rs if r["action"] == "feed.read" and r["actor"]["id"] == key_id]
 
-    # One more than expected is waited for only up to the deadline: that is how a test
-    # sees that no extra event came.
-    return mine(read_topic(kafka_bootstrap, topic, lambda rs: len(mine(rs)) > sessions, within=5))
+    reached: list[float] = []
+
+    def done(rs: list[dict[str, Any]]) -> bool:
+        n = len(mine(rs))
+        if n >= sessions and not reached:
+            reached.append(time.monotonic())
+        return n > sessions or bool(reached and time.monotonic() - reached[0] >= 2.0)
+
+    return mine(read_topic(kafka_bootstrap, topic, done, within=30))
 
 
 def test_feed_reading_is_audited_once_per_cursor_session(

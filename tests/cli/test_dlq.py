@@ -85,7 +85,8 @@ def api_get(process: PipelineProcess, path: str, **params: Any) -> httpx.Respons
 
 
 def events(process: PipelineProcess, **params: Any) -> list[dict[str, Any]]:
-    r = api_get(process, "/v1/events", since="-1h", limit=1000, **params)
+    # A day back: the events' times are fixed when the module is imported (OCCURRED).
+    r = api_get(process, "/v1/events", since="-24h", limit=1000, **params)
     assert r.status_code == 200, r.text
     return list(r.json()["data"])
 

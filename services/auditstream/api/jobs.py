@@ -7,14 +7,14 @@ completed, a file ``data_dir/exports/<id>.<ext>``. Lifecycle::
                    │
                    └──────► failed      (error says why)
 
-The worker writes ``<id>.<ext>.part`` and renames it at the end, so a file under
-its final name is always complete. The time window is resolved when the job is
+The worker writes ``<id>.<ext>.<attempt>.part`` and renames it at the end, so a file
+under its final name is always complete. The time window is resolved when the job is
 created and stored with it, so a job that runs later — or again — exports the
 same rows.
 
 Surviving a restart: a job found ``pending`` or ``running`` when the runner starts
 was interrupted (API stopped or killed); it is queued again and restarted from
-scratch (the ``.part`` file is overwritten). Stopping the runner does not fail the
+scratch (the earlier attempt's ``.part`` file is removed). Stopping the runner does not fail the
 jobs it was running: they stop at the next slice of the file and stay ``running`` until the
 next start.
 
@@ -28,6 +28,7 @@ events, so the downloaded file verifies alone with ``auditstream verify``.
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import os
 import queue
@@ -281,7 +282,14 @@ class ExportRunner:
             job_id, status="running", started_at=_ts(started), rows_written=0, attempts=job["attempts"] + 1
         )
         final = job_file(self.exports_dir, job)
-        part = final.with_name(final.name + ".part")
+        # One file per attempt: a worker of a stopped runner may still be inside a read when
+        # the next start resumes the job, and must not write into or remove the new file.
+        attempt = job["attempts"] + 1
+        # Earlier attempts' files, and the one name all attempts shared before (a crash's leftover).
+        final.with_name(final.name + ".part").unlink(missing_ok=True)
+        for stale in final.parent.glob(f"{glob.escape(final.name)}.*.part"):
+            stale.unlink(missing_ok=True)
+        part = final.with_name(f"{final.name}.{attempt}.part")
         try:
             since = datetime.fromisoformat(job["window_since"])
             until = datetime.fromisoformat(job["window_until"])

@@ -3,7 +3,8 @@
 Each reject is published with its original bytes and the reason in headers (dlq.py);
 the step waits for every acknowledgement, and waits out a broker that does not take
 them (retry.py), because a batch is not done - not committed - until its rejects are
-safe.
+safe. At least once: a retry publishes all of the batch's rejects again, so a reader
+de-duplicates on the source position headers (``auditstream.source.partition``/``offset``).
 """
 
 from __future__ import annotations
