@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -319,3 +320,61 @@ def test_jobs_survive_an_api_restart(settings: Settings, store: Store, tokens: d
         assert len(list(csv.DictReader(io.StringIO(body.text)))) == SMALL_B
     assert not [p for p in parts if p.exists()]
     assert sorted(p.name for p in exports.glob(f"{crashed['id']}*")) == [f"{crashed['id']}.csv"]
+
+
+def test_a_job_failing_while_the_runner_stops_stays_running_and_resumes(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store closing under a read at shutdown is not the job's failure: it is resumed."""
+    from auditstream.api.jobs import ExportRunner
+    from auditstream.api.routes.exports import build_filter
+
+    jobs = JobStore(tmp_path / "exports.sqlite3")
+    exports = tmp_path / "exports"
+    runner: ExportRunner
+
+    def failing_at_shutdown(*args: Any) -> Any:
+        # The runner is told to stop while this job runs (from another thread, as the API's
+        # shutdown does), then the job's read fails.
+        stopper = threading.Thread(target=runner.stop, kwargs={"timeout": 0})
+        stopper.start()
+        stopper.join(10)
+        raise RuntimeError("the store was closed")
+
+    def failing(*args: Any) -> Any:
+        raise RuntimeError("a real failure")
+
+    window = {"since": NOW - timedelta(days=30), "until": NOW + timedelta(days=1), "created_by": "x"}
+    failed = jobs.create(tenant_id=B, name="fails", fmt="ndjson", filters=WINDOW, **window)
+    runner = ExportRunner(jobs, store, exports, failing, workers=1)
+    runner.start()
+    runner.submit(failed["id"])
+    deadline = time.monotonic() + 30
+    while jobs.get(failed["id"])["status"] != "failed":  # outside a shutdown: failed, with why
+        assert time.monotonic() < deadline, jobs.get(failed["id"])
+        time.sleep(0.05)
+    assert "a real failure" in jobs.get(failed["id"])["error"]
+    runner.stop()
+
+    job = jobs.create(tenant_id=B, name="interrupted", fmt="ndjson", filters=WINDOW, **window)
+    runner = ExportRunner(jobs, store, exports, failing_at_shutdown, workers=1)
+    with caplog.at_level("INFO", logger="auditstream.api.jobs"):
+        runner.start()
+        runner.submit(job["id"])
+        deadline = time.monotonic() + 30
+        while not any("interrupted by shutdown" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, jobs.get(job["id"])
+            time.sleep(0.05)
+    assert jobs.get(job["id"])["status"] == "running"
+
+    resumed = ExportRunner(jobs, store, exports, build_filter, workers=1)
+    assert resumed.start() == [job["id"]]
+    try:
+        deadline = time.monotonic() + 60
+        while jobs.get(job["id"])["status"] != "completed":
+            assert time.monotonic() < deadline, jobs.get(job["id"])
+            time.sleep(0.05)
+    finally:
+        resumed.stop()
+    assert sorted(p.name for p in exports.glob(f"{job['id']}*")) == [f"{job['id']}.ndjson"]
+    assert len((exports / f"{job['id']}.ndjson").read_bytes().splitlines()) == SMALL_B

@@ -303,6 +303,10 @@ class ExportRunner:
             raise
         except Exception as exc:
             part.unlink(missing_ok=True)
+            if self._stop.is_set():
+                # A failure while the runner stops (the store closing under a read) is the
+                # shutdown's, not the job's: it stays running and resumes at the next start.
+                raise _Stopped from exc
             if isinstance(exc, StoreError):
                 message = "the event store failed during the export; create the job again"
             else:
