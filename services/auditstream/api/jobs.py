@@ -278,14 +278,12 @@ class ExportRunner:
         if job is None or job["status"] not in ("pending", "running"):
             return
         started = datetime.now(UTC)
-        self.jobs.update(
-            job_id, status="running", started_at=_ts(started), rows_written=0, attempts=job["attempts"] + 1
-        )
+        attempt = job["attempts"] + 1
+        self.jobs.update(job_id, status="running", started_at=_ts(started), rows_written=0, attempts=attempt)
         final = job_file(self.exports_dir, job)
         # One file per attempt: a worker of a stopped runner may still be inside a read when
         # the next start resumes the job, and must not write into or remove the new file.
-        attempt = job["attempts"] + 1
-        # Earlier attempts' files, and the one name all attempts shared before (a crash's leftover).
+        # Earlier attempts' files go, and the one name all attempts shared before (a crash's leftover).
         final.with_name(final.name + ".part").unlink(missing_ok=True)
         for stale in final.parent.glob(f"{glob.escape(final.name)}.*.part"):
             stale.unlink(missing_ok=True)
