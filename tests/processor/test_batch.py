@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from auditstream.events.stored import COLUMNS
-from auditstream.processor.batch import KafkaMessage, process_batch
+from auditstream.processor.batch import KafkaMessage, dedup_token, process_batch
 from auditstream.processor.dlq import MAX_DLQ_VALUE_BYTES, dead_letter, read_dead_letter_headers
 from auditstream.processor.identity import settle_against_store
 
@@ -66,13 +66,13 @@ def test_duplicate_event_ids_within_a_batch_are_stored_once() -> None:
     assert len(settled.rows) == 1 and settled.duplicates == 1
 
 
-def test_rows_are_grouped_per_partition_with_their_offset_range() -> None:
+def test_the_dedup_token_names_each_partitions_offset_range() -> None:
     messages = [_msg(orjson.dumps(_event()), off, partition=off % 2) for off in range(10, 16)]
-    groups = process_batch(messages, received_at=NOW, now=NOW).rows_by_partition()
-    assert {p: (len(rows), first, last) for p, (rows, first, last) in groups.items()} == {
-        0: (3, 10, 14),
-        1: (3, 11, 15),
-    }
+    rows = process_batch(messages, received_at=NOW, now=NOW).rows
+    assert dedup_token("audit", rows) == "audit/0:10-14,1:11-15"
+    # The same rows in another order (a retry) give the same token; other rows another one.
+    assert dedup_token("audit", rows[::-1]) == "audit/0:10-14,1:11-15"
+    assert dedup_token("audit", rows[1:]) == "audit/0:12-14,1:11-15"
 
 
 def test_dead_letter_keeps_the_original_bytes_and_names_the_reason() -> None:

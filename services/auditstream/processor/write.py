@@ -1,4 +1,4 @@
-"""The write step: first write wins, then the rows go to ClickHouse, one partition at a time.
+"""The write step: first write wins, then the rows go to ClickHouse in one insert.
 
 Runs one batch at a time, after every earlier batch is written (the in-order step
 before it), so a batch is settled against all batches before it:
@@ -6,8 +6,8 @@ before it), so a batch is settled against all batches before it:
 1. look up the batch's identities in the store (``Store.stored_identities``);
 2. settle each row in batch order (identity.py): new -> written, exact copy -> dropped,
    other content -> a conflict, dead-lettered (the stored event is never touched);
-3. write the rows per partition with a deduplication token of the offset range; rows
-   ClickHouse refuses as data (isolated by the sink) join the rejects.
+3. write the rows in one insert, with a deduplication token of each partition's offset
+   range; rows ClickHouse refuses as data (isolated by the sink) join the rejects.
 
 Each row carries its source message, so a conflict or a poison row is a reject of that
 message as it is.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from auditstream.processor import metrics
-from auditstream.processor.batch import ProcessedBatch, conflict, identity, rows_by_partition, store_rejected
+from auditstream.processor.batch import ProcessedBatch, conflict, dedup_token, identity, store_rejected
 from auditstream.processor.identity import settle_against_store
 from auditstream.processor.sink import ClickHouseSink
 from auditstream.processor.step import Forward, Step
@@ -46,8 +46,8 @@ class IdentityCheckAndWrite(Forward):
                 extra={"conflicts": len(settled.conflicting)},
             )
         item.rows = settled.rows
-        for partition, (rows, first, last) in rows_by_partition(settled.rows).items():
-            poison = await self.sink.write(rows, dedup_token=f"{self.topic}/{partition}/{first}-{last}")
-            metrics.STORED.inc(len(rows) - len(poison))
+        if settled.rows:
+            poison = await self.sink.write(settled.rows, dedup_token=dedup_token(self.topic, settled.rows))
+            metrics.STORED.inc(len(settled.rows) - len(poison))
             item.rejected.extend(store_rejected(p.row.message, p.error) for p in poison)
         await self.next_step.submit(item)
