@@ -280,21 +280,28 @@ def _histogram(request: Request, visit: _Visit) -> dict[str, Any]:
                 "url": view.url("/", since=g["key"], until=_iso(end)),
             }
         )
-    # The axis starts at the first bucket's start (ClickHouse floors to the hour or day), so
-    # the bucket holding `since` is drawn whole, not partly left of the chart.
-    axis = since.replace(minute=0, second=0, microsecond=0)
-    if bucket == "day":
-        axis = axis.replace(hour=0)
-    width = (until - axis) / step
+    # The axis covers whole buckets (ClickHouse floors to the hour or day): from the start of
+    # the bucket holding `since` to the end of the one holding `until`, so the first and the
+    # current bucket are drawn whole. An axis ending at `until` drew the current bucket
+    # mostly right of the chart, out of sight and out of reach of a click.
+    axis = _bucket_start(since, bucket)
+    axis_end = _bucket_start(until, bucket)
+    if axis_end < until:
+        axis_end += step
     return {
         "bars": bars,
         "total": body["total"],
         "bucket": bucket,
         "since": axis,
-        "until": until,
-        "slots": max(width, 1),
+        "until": axis_end,
+        "slots": max(round((axis_end - axis) / step), 1),
         "step_seconds": step.total_seconds(),
     }
+
+
+def _bucket_start(moment: datetime, bucket: str) -> datetime:
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    return start.replace(hour=0) if bucket == "day" else start
 
 
 def _page_of_events(request: Request, visit: _Visit, view: ViewState, cursor: str | None) -> dict[str, Any]:

@@ -1,0 +1,69 @@
+"""The viewer's histogram without a browser, on the real store (chDB): every bar inside the chart.
+
+The chart's axis covers whole buckets, from the start of the one holding ``since`` to the
+end of the one holding ``until``. When it ended at ``until`` (now), the current bucket,
+which starts at the last full hour or midnight, was drawn from there onwards and mostly
+right of the chart: out of sight, and out of reach of a click (the browser test caught it
+at 01:23 UTC, when today's bar had 1.4 of its 24 hours inside the chart).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from auditstream.api.app import create_app
+from auditstream.config import Settings
+from auditstream.store import Store
+from tests.api._support import event, make_settings, make_tokens, row
+from tests.web.test_session_headers import sign_in
+
+pytestmark = pytest.mark.clickhouse
+
+A = "acme"
+NOW = datetime.now(UTC).replace(microsecond=0)
+VIEWBOX_WIDTH = 1000.0
+_RECT = re.compile(
+    r'<rect class="bar" x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="[\d.]+" data-count="(\d+)"'
+)
+
+
+@pytest.fixture(scope="module")
+def settings(
+    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
+) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("histogram"), clickhouse_dsn, clickhouse_database)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, store: Store) -> Iterator[TestClient]:
+    # One event now (the current hour and day) and some in each of the days and hours before.
+    ages = [timedelta(0)] + [timedelta(hours=h) for h in (1, 2, 5, 20, 30, 50, 70, 100, 140)]
+    events = [event(A, "user.login", f"u{i}", NOW - age) for i, age in enumerate(ages)]
+    store.insert_rows([row(e, offset=i) for i, e in enumerate(events)])
+    with TestClient(create_app(settings, store), raise_server_exceptions=False) as c:
+        sign_in(c, make_tokens(settings, (A,))[f"{A}:reader"])
+        yield c
+
+
+def bars(client: TestClient, since: str) -> list[tuple[float, float, int]]:
+    response = client.get("/ui/histogram", params={"since": since})
+    assert response.status_code == 200, response.text
+    found = [(float(x), float(w), int(n)) for x, w, n in _RECT.findall(response.text)]
+    assert found, response.text
+    return found
+
+
+@pytest.mark.parametrize(("since", "events"), [("-24h", 5), ("-7d", 10)])
+def test_every_bar_is_drawn_whole_inside_the_chart(client: TestClient, since: str, events: int) -> None:
+    drawn = bars(client, since)  # -24h: per hour; -7d: per day
+    assert sum(n for _, _, n in drawn) == events
+    for x, width, _ in drawn:
+        assert x >= 0 and x + width <= VIEWBOX_WIDTH, f"bar at {x} + {width} outside the chart"
+    # The current bucket (today, this hour) is the last bar and ends at the chart's edge.
+    x, width, _ = max(drawn)
+    assert x + width == pytest.approx(VIEWBOX_WIDTH - 1, abs=0.02)
