@@ -8,14 +8,16 @@ and drops, and faust's own ``Consumer`` is checked for the names it relies on.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
-from auditstream.processor.fetcher import fetch_messages
+from auditstream.processor.fetcher import batch_ready, fetch_batches, fetch_messages
 
 
 @dataclass
@@ -104,3 +106,83 @@ def test_faust_consumer_has_the_names_the_fetch_step_uses() -> None:
     import inspect
 
     assert "self._buffered_partitions" in inspect.getsource(Consumer.__init__)
+
+
+# --- closing batches (group commit) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "age", "idle", "ready"),
+    [
+        (100, 0.0, False, True),  # full
+        (1, 0.5, False, True),  # old enough
+        (1, 0.2, False, False),  # the chain is busy: the batch grows while it waits
+        (1, 0.2, True, True),  # the chain is idle: waiting would only add latency
+        (1, 0.05, True, False),  # ... but not younger than the floor
+    ],
+)
+def test_batch_ready(size: int, age: float, idle: bool, ready: bool) -> None:
+    kwargs = {"max_events": 100, "max_seconds": 0.5, "min_seconds": 0.1}
+    assert batch_ready(size, age, idle=idle, **kwargs) is ready
+
+
+class _Step:
+    """A first step whose chain reports ``busy`` batches in flight; records what it gets."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.batches: list[tuple[float, list[int]]] = []
+
+    async def submit(self, item: list[int]) -> None:
+        self.batches.append((time.monotonic(), item))
+
+    def poll(self) -> None:
+        return None
+
+    async def join(self, grace: float | None = None) -> None:
+        return None
+
+    def in_flight(self) -> int:
+        return self.busy
+
+
+def _run_fetch(step: _Step, *, max_seconds: float, min_seconds: float) -> float:
+    """One message per fetch, every 10 ms, until the first batch; returns the first message's time."""
+    first: list[float] = []
+
+    async def fetch(wait: float) -> list[int]:
+        await asyncio.sleep(0.01)
+        first.append(first[0] if first else time.monotonic())
+        return [len(first)]
+
+    async def run() -> None:
+        await asyncio.wait_for(
+            fetch_batches(
+                fetch,  # type: ignore[arg-type]
+                step,  # type: ignore[arg-type]
+                stopping=lambda: bool(step.batches),
+                max_events=10_000,
+                max_seconds=max_seconds,
+                min_seconds=min_seconds,
+            ),
+            timeout=60,
+        )
+
+    asyncio.run(run())
+    return first[0]
+
+
+def test_an_idle_chain_gets_the_batch_at_the_floor_not_at_the_window() -> None:
+    step = _Step(busy=0)
+    opened = _run_fetch(step, max_seconds=30.0, min_seconds=0.05)
+    [(submitted, batch)] = step.batches
+    assert 0.05 <= submitted - opened < 30.0
+    assert batch == list(range(1, len(batch) + 1))  # every fetched message, in order
+
+
+def test_a_busy_chain_gets_the_batch_when_the_window_closes() -> None:
+    step = _Step(busy=1)
+    opened = _run_fetch(step, max_seconds=0.3, min_seconds=0.05)
+    [(submitted, batch)] = step.batches
+    assert submitted - opened >= 0.3
+    assert len(batch) > 1

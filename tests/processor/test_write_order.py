@@ -126,6 +126,9 @@ class _Recorder:
     async def join(self, grace: float | None = None) -> None:
         return None
 
+    def in_flight(self) -> int:
+        return 0
+
 
 async def test_a_ready_batch_after_a_failed_one_never_goes_on() -> None:
     recorder = _Recorder()
@@ -145,3 +148,23 @@ async def test_a_ready_batch_after_a_failed_one_never_goes_on() -> None:
     with pytest.raises(RuntimeError, match="first batch"):
         await in_order.join(30)
     assert recorder.items == []  # neither went on: the second waits for the first, which failed
+
+
+async def test_in_flight_counts_batches_until_every_following_step_is_done() -> None:
+    # The fetch step closes a batch early only when this is 0 (fetcher.py, group commit).
+    recorder = _Recorder()
+    in_order: InOrder[str] = InOrder(recorder, max_in_flight=2)
+    release = asyncio.Event()
+
+    async def held() -> str:
+        await release.wait()
+        return "held"
+
+    assert in_order.in_flight() == 0
+    await in_order.submit(held())
+    await in_order.submit(held())
+    assert in_order.in_flight() == 2
+    release.set()
+    await in_order.join(30)
+    assert in_order.in_flight() == 0
+    assert recorder.items == ["held", "held"]

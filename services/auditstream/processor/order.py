@@ -75,6 +75,10 @@ class InOrder(Generic[T]):
                 raise exc
         self.next_step.poll()
 
+    def in_flight(self) -> int:
+        """Batches submitted here and not yet through every following step."""
+        return sum(1 for f in self._in_flight if not f.done())
+
     async def join(self, grace: float | None = None) -> None:
         """Finish every batch in flight; past ``grace`` seconds, give them up (nothing acknowledged)."""
         if self._in_flight:

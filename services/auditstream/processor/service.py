@@ -74,6 +74,7 @@ class Processor:
             first_step=first_step,
             max_events=settings.batch_max_events,
             max_seconds=settings.batch_max_seconds,
+            min_seconds=settings.batch_min_seconds,
             grace_seconds=SHUTDOWN_GRACE_SECONDS,
             on_failure=self._failed,
         )

@@ -12,6 +12,8 @@ The chain (wired in one place, ``chain.py``)::
   which stops fetching.
 - ``poll`` raises such an error without new work (the fetch step calls it between fetches).
 - ``join`` finishes everything submitted, within ``grace`` seconds (shutdown, rebalance).
+- ``in_flight`` counts the items submitted and not yet through the chain: the fetch step
+  closes a batch early when nothing is in flight (fetcher.py, group commit).
 
 Errors travel as exceptions: a step handles what it can (the sink retries
 ``StoreUnavailable`` and isolates ``StoreRejected`` rows; the dead-letter step waits out
@@ -34,6 +36,8 @@ class Step(Protocol[T_contra]):
     def poll(self) -> None: ...
 
     async def join(self, grace: float | None = None) -> None: ...
+
+    def in_flight(self) -> int: ...
 
 
 class EarlierBatchNotWritten(RuntimeError):
@@ -58,3 +62,6 @@ class Forward:
 
     async def join(self, grace: float | None = None) -> None:
         await self.next_step.join(grace)
+
+    def in_flight(self) -> int:
+        return self.next_step.in_flight()
