@@ -1,7 +1,8 @@
-"""Shared helpers for the API tests of search, stats, feed, export formats and live mode."""
+"""Shared helpers for the API and viewer tests: settings and client fixtures, tokens, events, rows."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from auditstream.api.app import create_app
@@ -39,9 +41,50 @@ def make_tokens(settings: Settings, tenants: tuple[str, ...]) -> dict[str, str]:
     }
 
 
+def settings_fixture(name: str, **extra: Any) -> Any:
+    """A module-scoped ``settings`` fixture: ``make_settings`` in a tmp folder of the module's own.
+
+    Use it as ``settings = settings_fixture("name", **extra)`` in the test module.
+    """
+
+    @pytest.fixture(scope="module")
+    def settings(
+        tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
+    ) -> Settings:
+        """The module's settings, its data in a tmp folder of its own (``settings_fixture``)."""
+        return make_settings(tmp_path_factory.mktemp(name), clickhouse_dsn, clickhouse_database, **extra)
+
+    return settings
+
+
 def client_for(settings: Settings, store: Store) -> Iterator[TestClient]:
     with TestClient(create_app(settings, store), raise_server_exceptions=False) as c:
         yield c
+
+
+def signed_in_client(settings: Settings, store: Store, token: str) -> Iterator[TestClient]:
+    """``client_for``, signed in to the viewer with ``token`` (the session cookie is kept)."""
+    with TestClient(create_app(settings, store), raise_server_exceptions=False) as c:
+        sign_in(c, token)
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the form"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, token: str) -> str:
+    """Signs in to the viewer through its form; the ``Set-Cookie`` header of the session."""
+    page = client.get("/signin")
+    response = client.post(
+        "/signin",
+        data={"api_key": token, "csrf_token": csrf_of(page.text), "next": "/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["set-cookie"]
 
 
 def auth(tokens: dict[str, str], who: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from auditstream.config import Settings
 from auditstream.events.model import AuditEvent
 from auditstream.events.stored import enrich
 from auditstream.store import Store
+from tests.api._support import settings_fixture
 
 pytestmark = pytest.mark.clickhouse
 
@@ -151,17 +152,7 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    data = tmp_path_factory.mktemp("api")
-    return Settings(
-        data_dir=data,
-        keys_path=data / "keys.sqlite3",
-        clickhouse_dsn=clickhouse_dsn,
-        clickhouse_database=clickhouse_database,
-    )
+settings = settings_fixture("api")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from tests.api._support import (
     make_settings,
     make_tokens,
     row,
+    settings_fixture,
 )
 
 pytestmark = pytest.mark.clickhouse
@@ -78,11 +79,7 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("export"), clickhouse_dsn, clickhouse_database)
+settings = settings_fixture("export")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from auditstream.api.keys import KeyStore, Role
 from auditstream.api.routes.feed import encode_feed_cursor
 from auditstream.config import Settings
 from auditstream.store import Store
-from tests.api._support import auth, event, make_settings, make_tokens, row
+from tests.api._support import auth, event, make_tokens, row, settings_fixture
 from tests.fixtures.kafka import free_port
 
 pytestmark = pytest.mark.clickhouse
@@ -26,11 +26,7 @@ pytestmark = pytest.mark.clickhouse
 A, B = "acme", "globex"
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("live"), clickhouse_dsn, clickhouse_database)
+settings = settings_fixture("live")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from auditstream.config import Settings
 from auditstream.events.model import AuditEvent
 from auditstream.store import Store
-from tests.api._support import auth, client_for, event, make_settings, make_tokens, row
+from tests.api._support import auth, client_for, event, make_tokens, row, settings_fixture
 
 pytestmark = pytest.mark.clickhouse
 
@@ -62,17 +62,7 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(
-        tmp_path_factory.mktemp("search"),
-        clickhouse_dsn,
-        clickhouse_database,
-        retention_days=30,
-        max_window_days=14,
-    )
+settings = settings_fixture("search", retention_days=30, max_window_days=14)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from auditstream.integrity.note import Checkpoint, Verifier, open_note
 from auditstream.integrity.sealer import Sealer
 from auditstream.integrity.verify import verify_export
 from auditstream.store import Store
-from tests.api._support import auth, client_for, event, make_settings, make_tokens, row
+from tests.api._support import auth, client_for, event, make_tokens, row, settings_fixture
 
 pytestmark = pytest.mark.clickhouse
 
@@ -28,11 +28,7 @@ A, B = "acme", "globex"
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("integrity"), clickhouse_dsn, clickhouse_database)
+settings = settings_fixture("integrity")
 
 
 @pytest.fixture(scope="module")

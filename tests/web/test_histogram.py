@@ -16,11 +16,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from auditstream.api.app import create_app
 from auditstream.config import Settings
 from auditstream.store import Store
-from tests.api._support import event, iso, make_settings, make_tokens, row
-from tests.web.test_session_headers import sign_in
+from tests.api._support import event, iso, make_tokens, row, settings_fixture, signed_in_client
 
 pytestmark = pytest.mark.clickhouse
 
@@ -36,11 +34,7 @@ _RECT = re.compile(
 )
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("histogram"), clickhouse_dsn, clickhouse_database)
+settings = settings_fixture("histogram")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +43,7 @@ def client(settings: Settings, store: Store) -> Iterator[TestClient]:
     ages = [timedelta(0)] + [timedelta(hours=h) for h in (1, 2, 5, 20, 30, 50, 70, 100, 140)]
     events = [event(A, "user.login", f"u{i}", NEWEST - age) for i, age in enumerate(ages)]
     store.insert_rows([row(e, offset=i) for i, e in enumerate(events)])
-    with TestClient(create_app(settings, store), raise_server_exceptions=False) as c:
-        sign_in(c, make_tokens(settings, (A,))[f"{A}:reader"])
-        yield c
+    yield from signed_in_client(settings, store, make_tokens(settings, (A,))[f"{A}:reader"])
 
 
 def bars(client: TestClient, span: timedelta) -> list[tuple[float, float, int]]:

@@ -15,15 +15,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from auditstream.api.app import create_app
 from auditstream.config import Settings
 from auditstream.integrity.keys import load_or_create_signer
 from auditstream.integrity.ledger import Ledger
 from auditstream.integrity.sealer import Sealer
 from auditstream.store import Store
 from auditstream.store.client import create_client
-from tests.api._support import event, make_settings, make_tokens, row
-from tests.web.test_session_headers import sign_in
+from tests.api._support import event, make_tokens, row, settings_fixture, signed_in_client
 
 pytestmark = pytest.mark.clickhouse
 
@@ -32,11 +30,7 @@ NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
 SEALED = 5
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("badge"), clickhouse_dsn, clickhouse_database)
+settings = settings_fixture("badge")
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +57,7 @@ def ids(settings: Settings, store: Store) -> list[str]:
 
 @pytest.fixture(scope="module")
 def client(settings: Settings, store: Store, ids: list[str]) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, store), raise_server_exceptions=False) as c:
-        sign_in(c, make_tokens(settings, (A,))[f"{A}:reader"])
-        yield c
+    yield from signed_in_client(settings, store, make_tokens(settings, (A,))[f"{A}:reader"])
 
 
 def badge(client: TestClient, event_id: str) -> tuple[str, str]:

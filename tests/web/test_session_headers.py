@@ -21,7 +21,16 @@ from auditstream.store import Store
 from auditstream.web.routes import may_switch_tenant
 from auditstream.web.security import CSP
 from auditstream.web.session import SESSION_COOKIE
-from tests.api._support import auth, client_for, event, make_settings, make_tokens, row
+from tests.api._support import (
+    auth,
+    client_for,
+    csrf_of,
+    event,
+    make_tokens,
+    row,
+    settings_fixture,
+    sign_in,
+)
 
 pytestmark = pytest.mark.clickhouse
 
@@ -60,11 +69,7 @@ def store(clickhouse_dsn: str, clickhouse_database: str) -> Iterator[Store]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def settings(
-    tmp_path_factory: pytest.TempPathFactory, clickhouse_dsn: str, clickhouse_database: str
-) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("web"), clickhouse_dsn, clickhouse_database)
+settings = settings_fixture("web")
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +80,6 @@ def tokens(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def client(settings: Settings, store: Store) -> Iterator[TestClient]:
     yield from client_for(settings, store)
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF token in the form"
-    return match.group(1)
-
-
-def sign_in(client: TestClient, token: str) -> str:
-    page = client.get("/signin")
-    response = client.post(
-        "/signin",
-        data={"api_key": token, "csrf_token": csrf_of(page.text), "next": "/"},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return response.headers["set-cookie"]
 
 
 def test_signin_sets_a_strict_httponly_expiring_cookie(client: TestClient, tokens, settings) -> None:
