@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from auditstream.events.stored import COLUMNS
-from auditstream.store.client import ClientPool, validate_identifier
+from auditstream.store.client import ClientPool, insert_releasing, validate_identifier
 from auditstream.store.errors import StoreError, classify
 
 _EVENT_COLUMNS = ", ".join(COLUMNS)
@@ -81,8 +81,12 @@ class Ledger:
     def _insert(self, table: str, rows: Sequence[tuple], columns: Sequence[str], token: str) -> None:
         settings = {"async_insert": 0, "insert_deduplicate": 1, "insert_deduplication_token": token}
         try:
-            self._pool.get().insert(
-                f"{self.database}.{table}", rows, column_names=list(columns), settings=settings
+            insert_releasing(
+                self._pool.get(),
+                f"{self.database}.{table}",
+                rows,
+                column_names=list(columns),
+                settings=settings,
             )
         except Exception as exc:
             raise classify(exc, encoding=True) from exc

@@ -11,11 +11,12 @@ API's thread pool and the processor would queue every query behind the current i
 
 from __future__ import annotations
 
-__all__ = ["ClientPool", "create_client", "validate_identifier"]
+__all__ = ["ClientPool", "create_client", "insert_releasing", "validate_identifier"]
 
 import contextlib
 import re
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import clickhouse_connect
@@ -47,6 +48,24 @@ def create_client(dsn: str) -> Client:
         # tables, no SET), and without a session id concurrent queries never collide.
         options.update(autogenerate_session_id=False, connect_timeout=5, send_receive_timeout=60)
     return clickhouse_connect.get_client(dsn=dsn, **options)
+
+
+def insert_releasing(client: Client, table: str, data: Sequence[Any], **options: Any) -> None:
+    """``client.insert(table, data, **options)``, releasing the rows as soon as it returns.
+
+    clickhouse-connect's ``InsertContext`` is in a reference cycle (it keeps a bound method
+    of itself), so whatever it references is freed only by a collection of the generation
+    it has reached, not when the insert returns. Given the caller's rows, it kept every
+    batch alive until the processor's next older-generation collection, which then walked
+    them all (measured, 500,000 events: two such collections freed 325,333 and 361,076
+    objects and took 0.72 and 0.81 s of CPU; bench/RESULTS.md). So the context gets a list
+    of its own, emptied afterwards: the rows go when their last other reference does.
+    """
+    own = list(data)
+    try:
+        client.insert(table, own, **options)
+    finally:
+        own.clear()
 
 
 class ClientPool:

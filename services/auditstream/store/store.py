@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 from auditstream.config import Settings
 from auditstream.events.stored import COLUMNS
 from auditstream.resources import Resource, schemas_root
-from auditstream.store.client import ClientPool, validate_identifier
+from auditstream.store.client import ClientPool, insert_releasing, validate_identifier
 from auditstream.store.errors import StoreError, StoreRejected, classify
 from auditstream.store.filters import DT64, EventFilter, build_where
 from auditstream.store.migrations import apply_migrations
@@ -176,7 +176,7 @@ class Store:
             settings["insert_deduplication_token"] = dedup_token
         client = self._client()
         try:
-            client.insert(self._table, rows, column_names=COLUMNS, settings=settings)
+            insert_releasing(client, self._table, rows, column_names=COLUMNS, settings=settings)
         except Exception as exc:
             raise classify(exc, encoding=True) from exc
 
@@ -551,8 +551,8 @@ class Store:
                 client.command(f"TRUNCATE TABLE {_PROBE}", settings=settings)
                 # Column-oriented: one list of ids, no tuple per row.
                 ids = [i for _, i in keys]
-                client.insert(
-                    _PROBE, [ids], column_names=["event_id"], column_oriented=True, settings=settings
+                insert_releasing(
+                    client, _PROBE, [ids], column_names=["event_id"], column_oriented=True, settings=settings
                 )
                 tenants = sorted({t for t, _ in keys})
                 result = client.query(sql, parameters={"t": tenants}, settings=settings)
