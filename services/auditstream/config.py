@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     # same rows: 15.6 µs/row in blocks of 5,000, 12.1 µs in blocks of 20,000), and fewer,
     # larger parts are what MergeTree wants. Below ~40k events/s batches close on time.
     batch_max_events: int = Field(20000, ge=1, description="A batch closes at this many events ...")
-    # Half a second: at moderate rates batches close on time, and the produce-to-queryable
-    # p99 bar (2 s) needs the wait for a batch to close well under it.
+    # Half a second: the longest a batch waits for more events while the writer is busy;
+    # the produce-to-queryable p99 bar (1 s) needs that wait well under it.
     batch_max_seconds: float = Field(0.5, gt=0, description="... or after this long, whichever first.")
     # Group commit (processor/fetcher.py): when no earlier batch is still being validated or
     # written, a batch closes once it is this old rather than waiting for batch_max_seconds.
