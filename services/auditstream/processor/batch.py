@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from auditstream.events.attribution import (
@@ -24,6 +24,9 @@ from auditstream.events.attribution import (
 from auditstream.events.fastpath import decode_fast
 from auditstream.events.stored import COLUMNS, enrich, utc_ms
 from auditstream.events.validation import FieldError, InvalidEvent, check_retention, parse_event
+
+if TYPE_CHECKING:
+    from auditstream.store.native import EncodedRows
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +105,15 @@ class ProcessedBatch:
     ``messages`` is everything fetched (the commit step acknowledges all of it);
     ``rows`` are the valid events, ``rejected`` what goes to the dead-letter topic. The
     write step removes copies from ``rows`` and adds conflicts and poison rows to
-    ``rejected``.
+    ``rejected``. ``encoded`` is ``rows`` as the body of their insert, when the validate
+    step could encode them (store/native.py); the write step uses it only while ``rows``
+    is unchanged, and drops it once written.
     """
 
     rows: list[Row] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     messages: Sequence[Incoming] = ()
+    encoded: EncodedRows | None = None
 
     @property
     def positions(self) -> list[tuple[int, int]]:

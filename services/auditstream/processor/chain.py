@@ -41,4 +41,6 @@ def build_chain(
     dead_letters = PublishDeadLetters(commit, send=send_dead_letter, backoff=dead_letter_backoff)
     write = IdentityCheckAndWrite(dead_letters, sink=sink, topic=topic)
     in_order: InOrder[ProcessedBatch] = InOrder(write, max_in_flight=batches_in_flight)
-    return Validate(in_order, process=process, attributor=attributor, retention_days=retention_days)
+    return Validate(
+        in_order, process=process, attributor=attributor, retention_days=retention_days, encode=sink.encode
+    )

@@ -22,7 +22,8 @@ from uuid import UUID
 from auditstream.processor import metrics
 from auditstream.processor.batch import Row
 from auditstream.retry import Backoff, retry
-from auditstream.store.errors import StoreRejected, StoreUnavailable
+from auditstream.store.errors import StoreError, StoreRejected, StoreUnavailable
+from auditstream.store.native import EncodedRows
 from auditstream.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,39 @@ class ClickHouseSink:
     max_backoff: float = 10.0
     status: SinkStatus = field(default_factory=SinkStatus)
 
-    async def write(self, rows: Sequence[Row], *, dedup_token: str) -> list[PoisonRow]:
-        """Write ``rows``; return the rows ClickHouse refused as bad data (usually none)."""
+    def encode(self, rows: Sequence[Row]) -> EncodedRows | None:
+        """``rows`` as the body of their insert (on the caller's thread), or None if they cannot be.
+
+        None for a value a column cannot take (``write`` then isolates that row) or when
+        the table's column types cannot be read now (``write`` then retries as usual).
+        """
+        try:
+            return self.store.encode_rows([row.values for row in rows])
+        except StoreError as exc:
+            log.info("rows not encoded ahead; the write encodes them", extra={"error": str(exc)})
+            return None
+
+    async def write(
+        self, rows: Sequence[Row], *, dedup_token: str, encoded: EncodedRows | None = None
+    ) -> list[PoisonRow]:
+        """Write ``rows``; return the rows ClickHouse refused as bad data (usually none).
+
+        ``encoded`` (``encode(rows)``) is inserted as it is. If the store refuses it as
+        data, the rows are written again the isolating way under the same token, as
+        after a first attempt that failed the same way.
+        """
         started = time.perf_counter()
         poison: list[PoisonRow] = []
+        if encoded is not None and len(encoded) == len(rows):
+            try:
+                await self._with_retry(
+                    functools.partial(self.store.insert_rows, encoded, dedup_token=dedup_token)
+                )
+            except StoreRejected as exc:
+                log.warning("batch refused by ClickHouse; isolating its rows", extra={"error": str(exc)})
+            else:
+                metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+                return poison
         await self._write_isolating(rows, dedup_token, poison)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
         return poison

@@ -45,9 +45,12 @@ class IdentityCheckAndWrite(Forward):
                 "events conflicting with stored ones sent to the DLQ",
                 extra={"conflicts": len(settled.conflicting)},
             )
-        item.rows = settled.rows
+        # The rows encoded ahead are still the rows to write unless settling dropped some.
+        encoded = item.encoded if len(settled.rows) == len(item.rows) else None
+        item.rows, item.encoded = settled.rows, None
         if settled.rows:
-            poison = await self.sink.write(settled.rows, dedup_token=dedup_token(self.topic, settled.rows))
+            token = dedup_token(self.topic, settled.rows)
+            poison = await self.sink.write(settled.rows, dedup_token=token, encoded=encoded)
             metrics.STORED.inc(len(settled.rows) - len(poison))
             item.rejected.extend(store_rejected(p.row.message, p.error) for p in poison)
         await self.next_step.submit(item)

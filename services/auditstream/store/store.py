@@ -31,6 +31,7 @@ from auditstream.store.client import ClientPool, insert_releasing, validate_iden
 from auditstream.store.errors import StoreError, StoreRejected, classify
 from auditstream.store.filters import DT64, EventFilter, build_where
 from auditstream.store.migrations import apply_migrations
+from auditstream.store.native import EncodedRows, encode_native
 
 Order = Literal["asc", "desc"]
 
@@ -81,6 +82,22 @@ class FeedPage:
     watermark: dict[int, int] = field(default_factory=dict)
 
 
+def _check_width(rows: Sequence[tuple]) -> None:
+    width = len(COLUMNS)
+    for index, row in enumerate(rows):
+        if len(row) != width:
+            raise StoreRejected(f"row {index} has {len(row)} values, expected {width}")
+
+
+def _insert_settings(dedup_token: str | None) -> dict[str, Any]:
+    # async_insert=0: the insert returns once the rows are in a part (the processor commits after it).
+    settings: dict[str, Any] = {"async_insert": 0}
+    if dedup_token is not None:
+        settings["insert_deduplicate"] = 1
+        settings["insert_deduplication_token"] = dedup_token
+    return settings
+
+
 class Store:
     """Access to ``{database}.audit_events`` for the processor and the API.
 
@@ -107,6 +124,9 @@ class Store:
         self._table = f"{self.database}.audit_events"
         self._pool: ClientPool | None = None
         self._probe_lock = threading.Lock()
+        # The events table's column types for ``encode_rows``, read once (DESCRIBE).
+        self._insert_types: list[Any] | None = None
+        self._types_lock = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -166,17 +186,36 @@ class Store:
         """
         if not rows:
             return
-        width = len(COLUMNS)
-        for index, row in enumerate(rows):
-            if len(row) != width:
-                raise StoreRejected(f"row {index} has {len(row)} values, expected {width}")
-        settings: dict[str, Any] = {"async_insert": 0}
-        if dedup_token is not None:
-            settings["insert_deduplicate"] = 1
-            settings["insert_deduplication_token"] = dedup_token
+        _check_width(rows)
+        settings = _insert_settings(dedup_token)
         client = self._client()
         try:
-            insert_releasing(client, self._table, rows, column_names=COLUMNS, settings=settings)
+            if isinstance(rows, EncodedRows) and rows.table == self._table and rows.columns == COLUMNS:
+                # Encoded ahead (encode_rows): the engine gets the bytes as they are.
+                client.raw_insert(
+                    rows.table, rows.columns, insert_block=rows.body, settings=settings, fmt="Native"
+                )
+            else:
+                insert_releasing(client, self._table, rows, column_names=COLUMNS, settings=settings)
+        except Exception as exc:
+            raise classify(exc, encoding=True) from exc
+
+    def encode_rows(self, rows: Sequence[tuple]) -> EncodedRows:
+        """``rows`` (tuples in ``COLUMNS`` order) with the body of their insert, for ``insert_rows``.
+
+        Encodes on the calling thread what ``insert_rows`` would encode inside the
+        insert (store/native.py says why that pays). Raises ``StoreRejected`` for a
+        value a column cannot take, as ``insert_rows`` would for those rows.
+        """
+        _check_width(rows)
+        client = self._client()
+        try:
+            with self._types_lock:
+                if self._insert_types is None:
+                    # No rows: only the table's column types are looked up.
+                    self._insert_types = list(client.create_insert_context(self._table, COLUMNS).column_types)
+                types = self._insert_types
+            return encode_native(self._table, COLUMNS, types, rows, server_tz=client.server_tz)
         except Exception as exc:
             raise classify(exc, encoding=True) from exc
 
