@@ -30,7 +30,7 @@ def _rows(tenant: str, first_offset: int, n: int) -> list[tuple]:
         build_row(
             tenant_id=tenant,
             occurred_at=BASE + timedelta(seconds=i),
-            actor_name=f"name \"{i}\" \n ünïcode",
+            actor_name=f'name "{i}" \n ünïcode',
             details={"k": str(i), "empty": ""},
             changes='[{"field":"x","old":"1","new":"2"}]' if i % 2 else "",
             kafka_partition=i % 3,
@@ -44,7 +44,7 @@ def _rows(tenant: str, first_offset: int, n: int) -> list[tuple]:
 def _stored(store: Store, table: str, tenant: str) -> list[tuple]:
     # Every column but the tenant (each side has its own), in a total order.
     sql = (
-        f"SELECT * EXCEPT (tenant_id) FROM {store.database}.{table} WHERE tenant_id = {{t:String}}"  # noqa: S608
+        f"SELECT * EXCEPT (tenant_id) FROM {store.database}.{table} WHERE tenant_id = {{t:String}}"
         " ORDER BY kafka_partition, kafka_offset, event_id"
     )
     return [tuple(r) for r in store._client().query(sql, parameters={"t": tenant}).result_rows]

@@ -10,7 +10,11 @@ reads).
 
 The encoder is clickhouse-connect's own (``InsertContext`` + ``NativeTransform``), with
 the column types read once from the table, so the bytes are exactly those
-``Client.insert`` would have sent: one implementation of rows -> Native.
+``Client.insert`` would have sent: one implementation of rows -> Native. One difference
+over HTTP: the body goes uncompressed, where ``Client.insert`` compresses it when the
+client negotiated lz4 or zstd (it compresses the statement line with the rows, which a
+raw insert must not carry). On chDB nothing is compressed either way; against a server
+it costs bandwidth, not correctness, and could not be measured here (no server).
 """
 
 from __future__ import annotations
