@@ -7,7 +7,6 @@ what each write was handed and, in one test, to refuse a row as the engine would
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -18,13 +17,11 @@ import pytest
 
 from auditstream.demo.generator import generate_events
 from auditstream.events.stored import COLUMNS
-from auditstream.processor.batch import Incoming, KafkaMessage, ProcessedBatch, process_batch
-from auditstream.processor.chain import build_chain
+from auditstream.processor.batch import KafkaMessage
 from auditstream.processor.dlq import DeadLetter
-from auditstream.processor.sink import ClickHouseSink
-from auditstream.retry import Backoff
 from auditstream.store import EventFilter, Store, StoreRejected
 from auditstream.store.native import EncodedRows
+from tests.processor._support import chain_into
 
 pytestmark = pytest.mark.clickhouse
 
@@ -79,39 +76,12 @@ def _messages(offsets: range, *, events: Sequence[dict] | None = None) -> list[K
     ]
 
 
-def _chain(store: Store, dead: list[DeadLetter]):
-    async def send(letter: DeadLetter) -> asyncio.Future[None]:
-        dead.append(letter)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def acknowledge(messages: Sequence[Incoming]) -> None:
-        return None
-
-    def committed(batch: ProcessedBatch) -> None:
-        return None
-
-    return build_chain(
-        process=process_batch,
-        attributor=None,
-        retention_days=None,
-        batches_in_flight=2,
-        sink=ClickHouseSink(store, initial_backoff=0.01, max_backoff=0.01),
-        topic="audit.events",
-        send_dead_letter=send,
-        dead_letter_backoff=Backoff(0.01, 0.01),
-        acknowledge=acknowledge,
-        on_committed=committed,
-    )
-
-
 def _stored_offsets(store: Store) -> list[int]:
     return sorted(r["kafka_offset"] for r in store.query_events(EventFilter(tenant_id=TENANT), limit=1000))
 
 
 async def test_batches_are_encoded_off_the_event_loop_and_inserted_as_encoded(store: WatchedStore) -> None:
-    chain = _chain(store, [])
+    chain = chain_into(store)
     await chain.submit(_messages(range(0, 10)))
     await chain.submit(_messages(range(10, 20)))
     await chain.join(30)
@@ -122,7 +92,7 @@ async def test_batches_are_encoded_off_the_event_loop_and_inserted_as_encoded(st
 
 
 async def test_a_batch_the_identity_check_shrinks_is_encoded_again(store: WatchedStore) -> None:
-    chain = _chain(store, [])
+    chain = chain_into(store)
     await chain.submit(_messages(range(0, 5)))
     await chain.join(30)
     # Offsets 5-7 repeat the first batch's first three events exactly (a replay): dropped
@@ -137,7 +107,7 @@ async def test_an_encoded_batch_the_store_refuses_is_written_row_by_row(store: W
     refused = EVENTS[3]["actor"]["id"]
     store.refuse_actor = refused
     dead: list[DeadLetter] = []
-    chain = _chain(store, dead)
+    chain = chain_into(store, dead=dead)
     await chain.submit(_messages(range(0, 10)))
     await chain.join(30)
     assert store.writes[0] == (True, list(range(10)))  # the encoded batch, refused

@@ -17,13 +17,10 @@ import pytest
 
 from auditstream.demo.generator import generate_events
 from auditstream.events.stored import COLUMNS
-from auditstream.processor.batch import Incoming, KafkaMessage, ProcessedBatch, process_batch
-from auditstream.processor.chain import build_chain
-from auditstream.processor.dlq import DeadLetter
+from auditstream.processor.batch import KafkaMessage
 from auditstream.processor.order import InOrder
-from auditstream.processor.sink import ClickHouseSink
-from auditstream.retry import Backoff
 from auditstream.store import Store
+from tests.processor._support import chain_into
 
 OFFSET = COLUMNS.index("kafka_offset")
 
@@ -53,34 +50,10 @@ def _messages(offsets: range) -> list[KafkaMessage]:
     ]
 
 
-def _chain(store: Store, acked: list[int]):
-    async def no_dead_letters(letter: DeadLetter) -> asyncio.Future[None]:
-        raise AssertionError(f"nothing here is rejected: {letter}")
-
-    def acknowledge(messages: Sequence[Incoming]) -> None:
-        acked.extend(m.offset for m in messages)
-
-    def committed(batch: ProcessedBatch) -> None:
-        return None
-
-    return build_chain(
-        process=process_batch,
-        attributor=None,
-        retention_days=None,
-        batches_in_flight=2,
-        sink=ClickHouseSink(store),
-        topic="audit.events",
-        send_dead_letter=no_dead_letters,
-        dead_letter_backoff=Backoff(0.01, 0.01),
-        acknowledge=acknowledge,
-        on_committed=committed,
-    )
-
-
 async def test_a_batch_after_a_failed_one_is_not_written() -> None:
     store = RecordingStore(fail_first=True)
     acked: list[int] = []
-    chain = _chain(store, acked)
+    chain = chain_into(store, acked=acked)
     await chain.submit(_messages(range(0, 5)))
     await chain.submit(_messages(range(5, 10)))
     with pytest.raises(RuntimeError, match="first batch"):
@@ -91,7 +64,7 @@ async def test_a_batch_after_a_failed_one_is_not_written() -> None:
 
 async def test_the_failure_of_a_batch_is_raised_to_the_fetch_step_and_later_ones_follow_it() -> None:
     store = RecordingStore(fail_first=True)
-    chain = _chain(store, [])
+    chain = chain_into(store, acked=[])
     await chain.submit(_messages(range(0, 5)))
     await chain.submit(_messages(range(5, 10)))
     # The in-order step holds two batches: a third waits for the first, which failed.
@@ -103,7 +76,7 @@ async def test_the_failure_of_a_batch_is_raised_to_the_fetch_step_and_later_ones
 async def test_batches_are_written_and_acknowledged_in_fetch_order() -> None:
     store = RecordingStore(fail_first=False)
     acked: list[int] = []
-    chain = _chain(store, acked)
+    chain = chain_into(store, acked=acked)
     for start in range(0, 30, 5):
         await chain.submit(_messages(range(start, start + 5)))
     await chain.join(30)

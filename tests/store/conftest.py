@@ -6,6 +6,7 @@ stored column contract, not on the event model or enrichment.
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -88,3 +89,24 @@ def unique_tenant() -> str:
 @pytest.fixture
 def tenant() -> str:
     return unique_tenant()
+
+
+# Values a column cannot take (a type or range error): every write path must refuse each one.
+BAD_VALUES: list[dict[str, Any]] = [
+    {"event_id": "not-a-uuid"},
+    {"kafka_partition": 70000},
+    {"kafka_offset": -1},
+    {"occurred_at": "yesterday"},
+    {"details": "not a map"},
+]
+
+
+@pytest.fixture
+def no_collector() -> Iterator[None]:
+    """The garbage collector off: a reference kept by a cycle then shows in the reference counts."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

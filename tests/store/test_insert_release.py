@@ -8,10 +8,8 @@ reference the context kept shows in the reference counts.
 
 from __future__ import annotations
 
-import gc
 import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,16 +17,6 @@ from auditstream.store import Store
 from tests.store.conftest import build_row, unique_tenant
 
 pytestmark = pytest.mark.clickhouse
-
-
-@pytest.fixture
-def no_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def test_an_insert_keeps_no_reference_to_the_rows(store: Store, no_collector: None) -> None:

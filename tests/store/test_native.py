@@ -7,10 +7,8 @@ must be exactly what the plain insert stores, in every table the insert feeds.
 
 from __future__ import annotations
 
-import gc
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from auditstream.events.stored import COLUMNS
 from auditstream.store import EventFilter, Store, StoreRejected
 from auditstream.store.native import EncodedRows
-from tests.store.conftest import RowFactory, build_row, unique_tenant
+from tests.store.conftest import BAD_VALUES, RowFactory, build_row, unique_tenant
 
 pytestmark = pytest.mark.clickhouse
 
@@ -74,16 +72,7 @@ def test_an_encoded_insert_with_a_used_token_is_dropped(store: Store) -> None:
     assert len(_stored(store, "audit_events", tenant)) == 10
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"event_id": "not-a-uuid"},
-        {"kafka_partition": 70000},
-        {"kafka_offset": -1},
-        {"occurred_at": "yesterday"},
-        {"details": "not a map"},
-    ],
-)
+@pytest.mark.parametrize("bad", BAD_VALUES)
 def test_a_value_a_column_cannot_take_is_refused_when_encoding(
     store: Store, make_row: RowFactory, bad: dict
 ) -> None:
@@ -108,16 +97,6 @@ def test_encoded_rows_for_another_table_are_encoded_again(store: Store, clickhou
         assert _stored(store, "audit_events", tenant) == []
     finally:
         other.close()
-
-
-@pytest.fixture
-def no_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def test_encoding_keeps_only_the_rows_it_returns(store: Store, no_collector: None) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from auditstream.events.stored import COLUMNS
 from auditstream.store import EventFilter, Store, StoreRejected
-from tests.store.conftest import RowFactory
+from tests.store.conftest import BAD_VALUES, RowFactory
 
 pytestmark = pytest.mark.clickhouse
 
@@ -112,16 +112,7 @@ def test_iter_events_chunks(store: Store, tenant: str, make_row: RowFactory) -> 
     assert [len(c) for c in exact] == [500] * 5
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"event_id": "not-a-uuid"},
-        {"kafka_partition": 70000},
-        {"kafka_offset": -1},
-        {"occurred_at": "yesterday"},
-        {"details": "not a map"},
-    ],
-)
+@pytest.mark.parametrize("bad", BAD_VALUES)
 def test_bad_row_is_rejected(store: Store, tenant: str, make_row: RowFactory, bad: dict) -> None:
     good = make_row(tenant_id=tenant)
     with pytest.raises(StoreRejected):
