@@ -77,19 +77,22 @@ class ClickHouseSink:
         """
         started = time.perf_counter()
         poison: list[PoisonRow] = []
+        written = False
         if encoded is not None and len(encoded) == len(rows):
-            try:
-                await self._with_retry(
-                    functools.partial(self.store.insert_rows, encoded, dedup_token=dedup_token)
-                )
-            except StoreRejected as exc:
-                log.warning("batch refused by ClickHouse; isolating its rows", extra={"error": str(exc)})
-            else:
-                metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
-                return poison
-        await self._write_isolating(rows, dedup_token, poison)
+            written = await self._wrote_encoded(encoded, dedup_token)
+        if not written:
+            await self._write_isolating(rows, dedup_token, poison)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
         return poison
+
+    async def _wrote_encoded(self, encoded: EncodedRows, token: str) -> bool:
+        """Insert ``encoded`` as it is; False if the store refused it as data."""
+        try:
+            await self._with_retry(functools.partial(self.store.insert_rows, encoded, dedup_token=token))
+        except StoreRejected as exc:
+            log.warning("batch refused by ClickHouse; isolating its rows", extra={"error": str(exc)})
+            return False
+        return True
 
     async def _write_isolating(self, rows: Sequence[Row], token: str, poison: list[PoisonRow]) -> None:
         try:

@@ -137,6 +137,8 @@ class Store:
         """
         if self._pool is None:
             self._pool = ClientPool(self.dsn)
+        # Migrations may change the events table: its column types are read again when needed.
+        self._insert_types = None
         try:
             client = self._pool.get()
         except Exception as exc:
@@ -176,7 +178,7 @@ class Store:
     # --- writes ----------------------------------------------------------------
 
     def insert_rows(self, rows: Sequence[tuple], *, dedup_token: str | None = None) -> None:
-        """Insert rows (tuples in ``COLUMNS`` order) synchronously.
+        """Insert rows (tuples in ``COLUMNS`` order, or ``encode_rows``'s result) synchronously.
 
         ``async_insert=0`` makes the call return only once the rows are in a part, so the
         processor may commit its Kafka offsets afterwards. With ``dedup_token`` a repeated
