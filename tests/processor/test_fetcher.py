@@ -126,6 +126,46 @@ def test_batch_ready(size: int, age: float, idle: bool, ready: bool) -> None:
     assert batch_ready(size, age, idle=idle, **kwargs) is ready
 
 
+@pytest.mark.parametrize(("value_bytes", "ready"), [(999, False), (1000, True), (5000, True)])
+def test_batch_ready_on_bytes(value_bytes: int, ready: bool) -> None:
+    kwargs = {"max_events": 100, "max_seconds": 0.5, "min_seconds": 0.1, "max_bytes": 1000}
+    assert batch_ready(3, 0.0, idle=False, value_bytes=value_bytes, **kwargs) is ready
+
+
+def test_a_batch_closes_at_max_bytes_of_values_counted_from_its_first_message() -> None:
+    @dataclass
+    class _Message:
+        value: bytes | None
+
+    step = _Step(busy=1)  # busy: only size or bytes close a batch within the long window
+    fetches = [[_Message(b"x" * 300), _Message(None)], [_Message(b"y" * 400)], [_Message(b"z" * 400)]]
+    fetches += [[_Message(b"w" * 100)] for _ in range(10)]
+
+    async def fetch(wait: float) -> list[_Message]:
+        await asyncio.sleep(0)
+        return fetches.pop(0) if fetches else []
+
+    async def run() -> None:
+        await asyncio.wait_for(
+            fetch_batches(
+                fetch,  # type: ignore[arg-type]
+                step,  # type: ignore[arg-type]
+                stopping=lambda: len(step.batches) == 2,
+                max_events=10_000,
+                max_seconds=30.0,
+                min_seconds=0.05,
+                max_bytes=1000,
+            ),
+            timeout=60,
+        )
+
+    asyncio.run(run())
+    sizes = [[len(m.value or b"") for m in batch] for _, batch in step.batches]
+    # 300 + 0 + 400 < 1000; the next 400 passes it (by at most one fetch). The count starts
+    # again with the next batch, which closes at exactly 1000.
+    assert sizes == [[300, 0, 400, 400], [100] * 10]
+
+
 class _Step:
     """A first step whose chain reports ``busy`` batches in flight; records what it gets."""
 

@@ -8,7 +8,9 @@ in batches anyway, so the processor replaces only that chain: ``BatchFetcher``
 reads batches straight from faust's consumer and submits each to the first step of the
 chain (chain.py) it was built with.
 
-A batch closes at ``max_events``, or ``max_seconds`` after its first message, or, when no
+A batch closes at ``max_events``, or at ``max_bytes`` of message values (passed by at most
+one fetch: the bound on a batch's memory when events are large), or ``max_seconds`` after
+its first message, or, when no
 earlier batch is still in the chain, once it is ``min_seconds`` old (``batch_ready``): group
 commit. When the writer is idle, waiting for a fuller batch only adds latency; when it is
 busy, the batch grows while it waits, so under load batches are as large as before and
@@ -58,6 +60,7 @@ class BatchFetcher(Fetcher):
         *,
         first_step: Step[Sequence[Message]],
         max_events: int,
+        max_bytes: int,
         max_seconds: float,
         min_seconds: float,
         grace_seconds: float,
@@ -67,6 +70,7 @@ class BatchFetcher(Fetcher):
         super().__init__(app, **kwargs)
         self.first_step = first_step
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self.max_seconds = max_seconds
         self.min_seconds = min(min_seconds, max_seconds)
         self.grace_seconds = grace_seconds
@@ -91,6 +95,7 @@ class BatchFetcher(Fetcher):
             step,
             stopping=lambda: self.should_stop,
             max_events=self.max_events,
+            max_bytes=self.max_bytes,
             max_seconds=self.max_seconds,
             min_seconds=self.min_seconds,
         )
@@ -104,10 +109,15 @@ async def fetch_batches(
     max_events: int,
     max_seconds: float,
     min_seconds: float,
+    max_bytes: int | None = None,
 ) -> None:
-    """Fetch (``fetch(wait_seconds)``) into batches and submit each to ``step`` until ``stopping()``."""
+    """Fetch (``fetch(wait_seconds)``) into batches and submit each to ``step`` until ``stopping()``.
+
+    ``max_bytes`` counts the messages' values (``None``: not counted).
+    """
     buffer: list[Message] = []
     opened = 0.0
+    value_bytes = 0
     while not stopping():
         step.poll()
         if buffer:
@@ -120,7 +130,10 @@ async def fetch_batches(
         if fetched:
             if not buffer:
                 opened = time.monotonic()
+                value_bytes = 0
             buffer += fetched
+            if max_bytes is not None:
+                value_bytes += sum(len(m.value or b"") for m in fetched)
         if buffer and batch_ready(
             len(buffer),
             time.monotonic() - opened,
@@ -128,16 +141,27 @@ async def fetch_batches(
             max_events=max_events,
             max_seconds=max_seconds,
             min_seconds=min_seconds,
+            value_bytes=value_bytes,
+            max_bytes=max_bytes,
         ):
             batch, buffer = buffer, []
             await step.submit(batch)
 
 
 def batch_ready(
-    size: int, age: float, *, idle: bool, max_events: int, max_seconds: float, min_seconds: float
+    size: int,
+    age: float,
+    *,
+    idle: bool,
+    max_events: int,
+    max_seconds: float,
+    min_seconds: float,
+    value_bytes: int = 0,
+    max_bytes: int | None = None,
 ) -> bool:
-    """Whether a batch of ``size`` messages, ``age`` seconds old, closes now (group commit)."""
-    return size >= max_events or age >= max_seconds or (idle and age >= min_seconds)
+    """Whether a batch of ``size`` messages (``value_bytes`` of values), ``age`` seconds old, closes now."""
+    full = size >= max_events or (max_bytes is not None and value_bytes >= max_bytes)
+    return full or age >= max_seconds or (idle and age >= min_seconds)
 
 
 async def fetch_messages(consumer: Any, wait_seconds: float) -> list[Message]:

@@ -21,7 +21,7 @@ CONFLICTS = Counter(
 BATCH_SIZE = Histogram(
     "auditstream_processor_batch_size",
     "Messages per processed batch.",
-    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000),
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000),
 )
 WRITE_SECONDS = Histogram(
     "auditstream_processor_write_seconds",

@@ -73,6 +73,7 @@ class Processor:
             BatchFetcher,
             first_step=first_step,
             max_events=settings.batch_max_events,
+            max_bytes=settings.batch_max_bytes,
             max_seconds=settings.batch_max_seconds,
             min_seconds=settings.batch_min_seconds,
             grace_seconds=SHUTDOWN_GRACE_SECONDS,
