@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # 50,000: ClickHouse's cost per inserted row falls with the block size (measured in chDB,
     # same rows: 15.6 µs/row in blocks of 5,000, 12.1 µs in blocks of 20,000), and fewer,
     # larger parts are what MergeTree wants: from 20,000 to 50,000 the processor's rate on
-    # a backlog rose 25 % and its CPU per event fell 9 % (bench/RESULTS.md, stop 23). Below
+    # a backlog rose 25 % and its CPU per event fell 9-11 % (bench/RESULTS.md, stop 23). Below
     # ~100k events/s batches close on time (batch_max_seconds), so latency is unchanged.
     batch_max_events: int = Field(50000, ge=1, description="A batch closes at this many events ...")
     # The bound on a batch's memory when events are large (up to 64 KiB each): 64 MiB of

@@ -10,11 +10,11 @@ chain (chain.py) it was built with.
 
 A batch closes at ``max_events``, or at ``max_bytes`` of message values (passed by at most
 one fetch: the bound on a batch's memory when events are large), or ``max_seconds`` after
-its first message, or, when no
-earlier batch is still in the chain, once it is ``min_seconds`` old (``batch_ready``): group
-commit. When the writer is idle, waiting for a fuller batch only adds latency; when it is
-busy, the batch grows while it waits, so under load batches are as large as before and
-the fixed cost of an insert (~30 ms in chDB, whatever its size) is paid as rarely.
+its first message, or, when no earlier batch is still in the chain, once it is
+``min_seconds`` old (``batch_ready``): group commit. When the writer is idle, waiting for
+a fuller batch only adds latency; when it is busy, the batch grows while it waits, so
+under load batches are as large as before and the fixed cost of an insert (~30 ms in
+chDB, whatever its size) is paid as rarely.
 
 Everything else stays faust's: the consumer group and partition assignment,
 rebalancing (faust stops and restarts this fetcher around a rebalance), flow
