@@ -1,7 +1,8 @@
-"""The feed's store side: heads from the ``feed_heads`` projection (0003), pages bounded by them."""
+"""The feed's store side: heads from the ``feed_heads`` projection (0003, 0009), pages bounded by them."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from auditstream.config import REPO_ROOT
 from auditstream.events.stored import COLUMNS
 from auditstream.store import Store
 from auditstream.store.client import create_client
+from auditstream.store.feedspan import WINDOW_SLACK, FeedSpan
 from auditstream.store.filters import EventFilter
 from tests.store.conftest import build_row, unique_tenant
 
@@ -46,16 +48,18 @@ class QueryCounter:
 
     def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sql: list[str] = []
+        self.params: list[dict[str, Any]] = []
         original = store._select
 
         def counted(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
             self.sql.append(sql)
+            self.params.append(dict(params))
             return original(sql, params)
 
         monkeypatch.setattr(store, "_select", counted)
 
     def take(self) -> list[str]:
-        out, self.sql = self.sql, []
+        out, self.sql, self.params = self.sql, [], []
         return out
 
 
@@ -103,6 +107,13 @@ def test_watermark_query_reads_the_projection(
     store.insert_rows(batch(tenant, 2, range(0, 5)))
     counter = QueryCounter(store, monkeypatch)
     assert store.feed_watermark(tenant) == {2: 4}
+    (sql,) = counter.take()
+    plan = "\n".join(
+        row[0] for row in store._client().query(f"EXPLAIN {sql}", parameters={"t": tenant}).result_rows
+    )
+    assert "ReadFromMergeTree (feed_heads)" in plan, plan
+    # The spans (0009: first offset and row count too) come from the same projection.
+    assert store.feed_spans(tenant) == {2: FeedSpan(first=0, head=4, rows=5)}
     (sql,) = counter.take()
     plan = "\n".join(
         row[0] for row in store._client().query(f"EXPLAIN {sql}", parameters={"t": tenant}).result_rows
@@ -163,6 +174,69 @@ def test_feed_page_marks_filter_matches(
         (0, False), (1, False), (2, True), (3, True),
     ]  # fmt: skip
     assert page.positions == {0: 3}
+
+
+def walk(store: Store, tenant: str, limit: int) -> list[list[tuple[int, int]]]:
+    """Every page of the tenant's feed from the start, as positions."""
+    pages, after = [], {}
+    for _ in range(1000):  # bounded: a page always advances or ends the walk
+        page = store.feed_page(tenant, after, limit=limit)
+        pages.append(positions_of(page.rows))
+        after = page.positions
+        if not page.more:
+            return pages
+    raise AssertionError("the feed did not end")
+
+
+@pytest.mark.parametrize("one_read", [True, False], ids=["whole-rows-in-one-read", "positions-then-rows"])
+def test_a_short_window_is_read_on_to_the_head(
+    store: Store, tenant: str, monkeypatch: pytest.MonkeyPatch, one_read: bool
+) -> None:
+    monkeypatch.setattr(store_module, "FEED_ONE_READ_ROWS", 10_000 if one_read else 0)
+    # Partition 0: one offset in 50 is the tenant's at first, then every one; partition 1
+    # evenly spread. The span's average density sizes the first windows too small.
+    store.insert_rows(batch(tenant, 0, range(0, 2000, 50)) + batch(tenant, 1, range(0, 600, 3)))
+    store.insert_rows(batch(tenant, 0, range(2000, 2200), received_at=NOW + timedelta(seconds=1)))
+    # A re-delivered batch's copies, not merged yet: counted in the span, read once.
+    store.insert_rows(batch(tenant, 0, range(2000, 2010), received_at=NOW + timedelta(seconds=1)))
+    counter = QueryCounter(store, monkeypatch)
+    page = store.feed_page(tenant, {}, limit=30)
+    params = counter.params
+    assert len(counter.take()) == (3 if one_read else 4)  # spans, windows, partition 0 on (, rows)
+    window, rest = params[1], params[2]
+    assert (window["p0"], window["o0"], window["p1"]) == (0, 0, 1) and window["h0"] < 2199
+    assert (rest["p0"], rest["o0"], rest["h0"]) == (0, window["h0"] + 1, 2199) and "p1" not in rest
+    windowed = walk(store, tenant, 30)
+
+    # The same pages as reads up to the head (the window as wide as it can be).
+    monkeypatch.setattr(store_module, "window_end", lambda span, start, want: span.head)
+    assert walk(store, tenant, 30) == windowed
+    assert positions_of(page.rows) == windowed[0]
+    every = [p for pg in windowed for p in pg]
+    assert sorted(every) == sorted(
+        [(0, o) for o in [*range(0, 2000, 50), *range(2000, 2200)]] + [(1, o) for o in range(0, 600, 3)]
+    )
+    assert len(every) == len(set(every))
+
+
+def test_the_window_reads_only_the_parts_holding_it(
+    store: Store, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for first in range(0, 40, 10):  # four batches: four parts, unless merged meanwhile
+        received = NOW + timedelta(seconds=first)
+        store.insert_rows(batch(tenant, 0, range(first, first + 10), received_at=received))
+    counter = QueryCounter(store, monkeypatch)
+    page = store.feed_page(tenant, {}, limit=2)
+    assert positions_of(page.rows) == [(0, 0), (0, 1)] and page.more
+    sql, params = counter.sql[1], counter.params[1]
+    # 3 rows wanted at one row per offset: a window of 3 * WINDOW_SLACK offsets, not 40.
+    assert (params["o0"], params["h0"]) == (0, 3 * WINDOW_SLACK - 1)
+    plan = [
+        row[0] for row in store._client().query(f"EXPLAIN indexes = 1 {sql}", parameters=params).result_rows
+    ]
+    key = next(i for i, line in enumerate(plan) if "PrimaryKey" in line)
+    selected = next(line for line in plan[key:] if "Parts:" in line)
+    assert re.search(r"Parts: 1/\d+", selected), "\n".join(plan)
 
 
 # The columns of audit_events before 0004 (first write wins) added its own.
@@ -268,5 +342,37 @@ def test_0004_indexes_events_stored_before_it(
         assert event is not None and event["ingest_channel"] == "kafka"
         page = after.feed_page(tenant, {}, limit=10)
         assert positions_of(page.rows) == [(0, 0), (0, 1), (0, 2)]
+    finally:
+        after.close()
+
+
+def test_0009_applies_to_a_database_with_data(
+    clickhouse_dsn: str, tmp_path: Path, scratch_database: str
+) -> None:
+    for path in sorted(SCHEMAS.glob("*.sql")):
+        if int(path.name[:4]) < 9:
+            shutil.copy(path, tmp_path / path.name)
+    tenant = unique_tenant()
+    with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
+        before.insert_rows(batch(tenant, 0, range(5, 9)))
+        before.insert_rows(batch(tenant, 1, range(20, 40, 2), received_at=NOW + timedelta(seconds=1)))
+        assert before.feed_watermark(tenant) == {0: 8, 1: 38}
+
+    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
+    assert after.open() == ["0009_feed_spans"]
+    try:
+        client = after._client()
+        ddl = client.query(
+            "SELECT create_table_query FROM system.tables"
+            " WHERE database = {db:String} AND name = 'audit_feed'",
+            parameters={"db": scratch_database},
+        ).result_rows[0][0]
+        assert "PROJECTION feed_heads" in ddl and "min(kafka_offset)" in ddl and "count()" in ddl
+        # Whether or not the backfill mutation has reached a part yet, the answers hold.
+        assert after.feed_spans(tenant) == {0: FeedSpan(5, 8, 4), 1: FeedSpan(20, 38, 10)}
+        assert after.feed_watermark(tenant) == {0: 8, 1: 38}
+        page = after.feed_page(tenant, {}, limit=100)
+        assert positions_of(page.rows) == [(0, o) for o in range(5, 9)] + [(1, o) for o in range(20, 40, 2)]
+        assert after.open() == []  # applied once
     finally:
         after.close()

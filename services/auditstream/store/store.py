@@ -29,6 +29,7 @@ from auditstream.events.stored import COLUMNS
 from auditstream.resources import Resource, schemas_root
 from auditstream.store.client import ClientPool, insert_releasing, validate_identifier
 from auditstream.store.errors import StoreError, StoreRejected, classify
+from auditstream.store.feedspan import FeedSpan, window_end
 from auditstream.store.filters import DT64, EventFilter, build_where
 from auditstream.store.migrations import apply_migrations
 from auditstream.store.native import EncodedRows, encode_native
@@ -377,15 +378,17 @@ class Store:
         ``received_at`` (a k-way merge of per-partition prefixes) so a busy partition
         cannot starve the others.
 
-        Three reads. First the tenant's heads (``feed_watermark``: a few rows of the
-        ``feed_heads`` projection, migration 0003), which name the partitions and
-        bound the page: a partition whose head is not past the cursor is not read at
-        all, and a poll with nothing new costs this one query. The projection lives in
-        the same parts as the rows, so a head is never ahead of the rows it counts.
-        Then two ranges of audit_feed's primary index (tenant, partition, offset):
-        the next positions of every partition up to its head, then the rows of the
-        chosen prefixes. No FINAL (it would cost more than the read): a copy left by a
-        re-delivered batch has the same position, and positions are de-duplicated here.
+        First the tenant's spans (``feed_spans``: a few rows of the ``feed_heads``
+        projection, migrations 0003 and 0009), which name the partitions and bound the
+        page: a partition whose head is not past the cursor is not read at all, and a
+        poll with nothing new costs this one query. The projection lives in the same
+        parts as the rows, so a head is never ahead of the rows it counts. Then ranges
+        of audit_feed's primary index (tenant, partition, offset): the next positions
+        of every partition in a window sized from the span (``feedspan.py``; read on to
+        the head when it comes back short), with the whole rows for a small page, or
+        followed by a read of the chosen prefixes' rows for a large one. No FINAL (it
+        would cost more than the read): a copy left by a re-delivered batch has the
+        same position, and positions are de-duplicated here.
 
         ``f`` (optional, its tenant must be ``tenant_id``) does not change what the page
         walks over: each returned row carries ``_matched`` so a caller may hide the rest
@@ -395,7 +398,8 @@ class Store:
             raise ValueError("limit must be at least 1")
         if len(after) > MAX_FEED_PARTITIONS:
             raise ValueError("too many partitions in the cursor")
-        heads = self.feed_watermark(tenant_id)
+        spans = self.feed_spans(tenant_id)
+        heads = {p: span.head for p, span in spans.items()}
         partitions = sorted(p for p, head in heads.items() if head > after.get(p, -1))
         if not partitions:
             return FeedPage([], dict(after), more=False, watermark=heads)
@@ -404,35 +408,42 @@ class Store:
         # rows the per-partition ORDER BY ... LIMIT keeps. A large one reads positions
         # first, so at most ``limit`` whole rows are read, not ``limit`` per partition.
         whole = int(limit) * len(partitions) <= FEED_ONE_READ_ROWS
-        params: dict[str, Any] = {"t": tenant_id, "n": int(limit) + 1}
+        want = int(limit) + 1
+        params: dict[str, Any] = {"t": tenant_id, "n": want}
         columns = "kafka_partition, kafka_offset, received_at"
         if whole:
             matched, mparams = self._feed_matched(tenant_id, f)
             params.update(mparams)
             columns = f"{_SELECT_COLUMNS}, ({matched}) AS _matched"
-        reads = []
-        for i, partition in enumerate(partitions):
-            # UInt64 bounds (first unread offset, head) so both are primary-key conditions.
-            params[f"p{i}"] = partition
-            params[f"o{i}"] = after.get(partition, -1) + 1
-            params[f"h{i}"] = heads[partition]
-            reads.append(
-                f"(SELECT {columns}"  # noqa: S608
-                f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}}"
-                f" AND kafka_partition = {{p{i}:UInt16}}"
-                f" AND kafka_offset >= {{o{i}:UInt64}} AND kafka_offset <= {{h{i}:UInt64}}"
-                " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
-            )
+        # Each partition is read in a window of the offsets likely to hold ``want`` rows
+        # (feedspan.py), so only the parts holding those offsets are opened. A window that
+        # returns fewer rows than asked without reaching the head is read on to the head:
+        # together the two reads are the prefix a read up to the head would have given.
+        windows: dict[int, tuple[int, int]] = {}
+        for partition in partitions:
+            start = after.get(partition, -1) + 1
+            windows[partition] = (start, window_end(spans[partition], start, want))
+        fetched = self._feed_prefixes(windows, columns, params)
+        rest = {
+            p: (end + 1, heads[p])
+            for p, (_, end) in windows.items()
+            if end < heads[p] and len(fetched.get(p, ())) < want
+        }
+        if rest:
+            for p, more_rows in self._feed_prefixes(rest, columns, params).items():
+                taken = fetched.setdefault(p, [])
+                taken.extend(more_rows[: want - len(taken)])
         per_partition: dict[int, list[FeedRow]] = {}
         read: dict[tuple[int, int], dict[str, Any]] = {}
-        for r in self._select(" UNION ALL ".join(reads), params):
-            rows = per_partition.setdefault(int(r["kafka_partition"]), [])
-            offset = int(r["kafka_offset"])
-            if not rows or rows[-1].offset != offset:  # a not-yet-merged copy: same position
-                rows.append(FeedRow(int(r["kafka_partition"]), offset, r["received_at"]))
-                if whole:
-                    r["_matched"] = bool(r["_matched"])
-                    read[(rows[-1].partition, offset)] = r
+        for partition in sorted(fetched):
+            rows = per_partition.setdefault(partition, [])
+            for r in fetched[partition]:
+                offset = int(r["kafka_offset"])
+                if not rows or rows[-1].offset != offset:  # a not-yet-merged copy: same position
+                    rows.append(FeedRow(partition, offset, r["received_at"]))
+                    if whole:
+                        r["_matched"] = bool(r["_matched"])
+                        read[(partition, offset)] = r
         merged = list(
             heapq.merge(*per_partition.values(), key=lambda r: (r.received_at, r.partition, r.offset))
         )
@@ -453,6 +464,34 @@ class Store:
             if row is not None:  # None only if retention dropped it between the two reads
                 out.append(row)
         return FeedPage(out, positions, more=more, watermark=heads)
+
+    def _feed_prefixes(
+        self, windows: dict[int, tuple[int, int]], columns: str, params: dict[str, Any]
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Per partition, the first ``params["n"]`` rows in its window [first, last], in offset order.
+
+        One query, a ``UNION ALL`` of one read per partition; ``params`` holds the tenant
+        (``t``), the limit (``n``) and whatever ``columns`` refers to.
+        """
+        params = dict(params)
+        reads = []
+        for i, (partition, (first, last)) in enumerate(sorted(windows.items())):
+            # UInt64 bounds so both are primary-key conditions.
+            params[f"p{i}"], params[f"o{i}"], params[f"h{i}"] = partition, first, last
+            reads.append(
+                f"(SELECT {columns}"  # noqa: S608
+                f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}}"
+                f" AND kafka_partition = {{p{i}:UInt16}}"
+                f" AND kafka_offset >= {{o{i}:UInt64}} AND kafka_offset <= {{h{i}:UInt64}}"
+                " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
+            )
+        out: dict[int, list[dict[str, Any]]] = {}
+        for r in self._select(" UNION ALL ".join(reads), params):
+            out.setdefault(int(r["kafka_partition"]), []).append(r)
+        # UNION ALL keeps each read's order but not the order between reads' blocks.
+        for rows in out.values():
+            rows.sort(key=lambda r: int(r["kafka_offset"]))
+        return out
 
     @staticmethod
     def _feed_matched(tenant_id: str, f: EventFilter | None) -> tuple[str, dict[str, Any]]:
@@ -502,6 +541,21 @@ class Store:
             f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
         )
         return {int(r["kafka_partition"]): int(r["o"]) for r in self._select(sql, {"t": tenant_id})}
+
+    def feed_spans(self, tenant_id: str) -> dict[int, FeedSpan]:
+        """Per Kafka partition, the tenant's first and highest stored offset and its row count.
+
+        The same ``feed_heads`` projection as ``feed_watermark`` (migration 0009 added the
+        first offset and the count); ``feed_page`` sizes its reads with it.
+        """
+        sql = (
+            "SELECT kafka_partition, min(kafka_offset) AS a, max(kafka_offset) AS o, count() AS n"  # noqa: S608
+            f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
+        )
+        return {
+            int(r["kafka_partition"]): FeedSpan(int(r["a"]), int(r["o"]), int(r["n"]))
+            for r in self._select(sql, {"t": tenant_id})
+        }
 
     def feed_heads_all(self) -> dict[str, dict[int, int]]:
         """Per tenant, per Kafka partition, the highest stored offset (every tenant at once).
