@@ -253,13 +253,31 @@ def insert_old_rows(store: Store, rows: list[tuple]) -> None:
     )
 
 
+def feed_ddl(store: Store) -> str:
+    """``audit_feed``'s CREATE statement as the engine holds it now."""
+    return str(
+        store._client()
+        .query(
+            "SELECT create_table_query FROM system.tables"
+            " WHERE database = {db:String} AND name = 'audit_feed'",
+            parameters={"db": store.database},
+        )
+        .result_rows[0][0]
+    )
+
+
+def migrations_before(number: int, folder: Path) -> Path:
+    """``folder`` with the migration files numbered below ``number``: an older release's schemas."""
+    for path in sorted(SCHEMAS.glob("*.sql")):
+        if int(path.name[:4]) < number:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
 @pytest.fixture
 def old_schemas(tmp_path: Path) -> Path:
     """The migrations before 0003, as a database created before it would have applied them."""
-    for path in sorted(SCHEMAS.glob("*.sql")):
-        if int(path.name[:4]) < 3:
-            shutil.copy(path, tmp_path / path.name)
-    return tmp_path
+    return migrations_before(3, tmp_path)
 
 
 @pytest.fixture
@@ -289,11 +307,7 @@ def test_0003_applies_to_a_database_with_data(
     assert after.open()[:2] == ["0003_feed_heads", "0004_first_write_wins"]
     try:
         client = after._client()
-        ddl = client.query(
-            "SELECT create_table_query FROM system.tables"
-            " WHERE database = {db:String} AND name = 'audit_feed'",
-            parameters={"db": scratch_database},
-        ).result_rows[0][0]
+        ddl = feed_ddl(after)
         assert "PROJECTION feed_heads" in ddl and "deduplicate_merge_projection_mode = 'rebuild'" in ddl
         # Parts written before the migration get their projection from a mutation (the
         # backfill); until it has run on a part, reads fall back to its rows, same answer.
@@ -325,9 +339,7 @@ def test_heads_of_every_tenant_at_once(store: Store, tenant: str) -> None:
 def test_0004_indexes_events_stored_before_it(
     clickhouse_dsn: str, tmp_path: Path, scratch_database: str
 ) -> None:
-    for path in sorted(SCHEMAS.glob("*.sql")):
-        if int(path.name[:4]) < 4:
-            shutil.copy(path, tmp_path / path.name)
+    migrations_before(4, tmp_path)
     tenant = unique_tenant()
     rows = batch(tenant, 0, range(0, 3))
     with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
@@ -349,9 +361,7 @@ def test_0004_indexes_events_stored_before_it(
 def test_0009_applies_to_a_database_with_data(
     clickhouse_dsn: str, tmp_path: Path, scratch_database: str
 ) -> None:
-    for path in sorted(SCHEMAS.glob("*.sql")):
-        if int(path.name[:4]) < 9:
-            shutil.copy(path, tmp_path / path.name)
+    migrations_before(9, tmp_path)
     tenant = unique_tenant()
     with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
         before.insert_rows(batch(tenant, 0, range(5, 9)))
@@ -361,12 +371,7 @@ def test_0009_applies_to_a_database_with_data(
     after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
     assert after.open() == ["0009_feed_spans"]
     try:
-        client = after._client()
-        ddl = client.query(
-            "SELECT create_table_query FROM system.tables"
-            " WHERE database = {db:String} AND name = 'audit_feed'",
-            parameters={"db": scratch_database},
-        ).result_rows[0][0]
+        ddl = feed_ddl(after)
         assert "PROJECTION feed_heads" in ddl and "min(kafka_offset)" in ddl and "count()" in ddl
         # Whether or not the backfill mutation has reached a part yet, the answers hold.
         assert after.feed_spans(tenant) == {0: FeedSpan(5, 8, 4), 1: FeedSpan(20, 38, 10)}
