@@ -17,6 +17,7 @@ from auditstream.integrity.merkle import (
 from auditstream.integrity.note import Checkpoint, Signer, open_note, sign_note, split_notes
 from auditstream.integrity.sealer import Sealer, checkpoint_file
 from auditstream.integrity.verify import Kind, verify_tenant
+from auditstream.store.store import FEED_TABLE
 from tests.integrity.conftest import check, seal, seed, sql
 from tests.store.conftest import build_row
 
@@ -167,7 +168,7 @@ def test_retention_cut_verifies_and_keeps_proofs(sealer: Sealer, tenant: str, in
     before = sealer.ledger.checkpoint_at(tenant, 6)
     after = sealer.ledger.checkpoint_at(tenant, 10)
     # What the TTL does at 30 days: the old rows leave both tables; the leaves table has no TTL.
-    for table in ("audit_events", "audit_feed"):
+    for table in ("audit_events", FEED_TABLE):
         sql(
             insider,
             f"ALTER TABLE {sealer.store.database}.{table} DELETE WHERE tenant_id = {{t:String}}"

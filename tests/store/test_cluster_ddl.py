@@ -55,12 +55,13 @@ def test_every_migration_file_in_cluster_form_is_parsed_by_clickhouse(parse) -> 
                 assert f"ON CLUSTER {CLUSTER}" in text, (label, text)
             assert not re.search(r"ENGINE = (?!Replicated|Distributed)\w*MergeTree", text), (label, text)
     assert seen_files == {m.label for m in load_migrations(packaged_schemas())}
-    assert {"audit_events", "audit_feed"} <= ddl.sharded
+    assert {"audit_events", "audit_feed_v2"} <= ddl.sharded
+    assert "audit_feed" not in ddl.sharded  # dropped by 0010
 
 
 def test_sharded_tables_are_replicated_locally_and_distributed_by_tenant(parse) -> None:
     out = [parse(s) for s in cluster_statements(CLUSTER, DB, [s for _, s in all_statements()])]
-    for table in ("audit_events", "audit_feed"):
+    for table in ("audit_events", "audit_feed", "audit_feed_v2"):
         local = next(s for s in out if s.startswith(f"CREATE TABLE IF NOT EXISTS {DB}.{table}_local"))
         assert (
             f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{DB}/{table}_local', '{{replica}}')"
@@ -76,6 +77,13 @@ def test_sharded_tables_are_replicated_locally_and_distributed_by_tenant(parse) 
     backfill = next(s for s in out if s.startswith("INSERT INTO"))
     assert f"INSERT INTO {DB}.audit_feed SELECT" in backfill and f"FROM {DB}.audit_events" in backfill
     assert "_local" not in backfill
+    # 0010: the copy goes through the Distributed tables too; the old table goes, both halves.
+    copy = next(s for s in out if s.startswith(f"INSERT INTO {DB}.audit_feed_v2"))
+    assert f"FROM {DB}.audit_feed\n" in copy + "\n" and "_local" not in copy, copy
+    drops = [s.split(" ON CLUSTER")[0] for s in out if s.startswith("DROP TABLE")]
+    assert drops == [f"DROP TABLE IF EXISTS {DB}.audit_feed", f"DROP TABLE IF EXISTS {DB}.audit_feed_local"]
+    v2_view = next(s for s in out if f"VIEW IF NOT EXISTS {DB}.audit_feed_v2_mv" in s)
+    assert f"TO {DB}.audit_feed_v2_local" in v2_view and f"FROM {DB}.audit_events_local" in v2_view
     # A column change reaches the Distributed table as well; an index only the replicas.
     adds = [s for s in out if "ADD COLUMN IF NOT EXISTS `search_text`" in s]
     assert [s.split(" ON CLUSTER")[0] for s in adds] == [

@@ -19,6 +19,7 @@ from auditstream.store import Store
 from auditstream.store.client import create_client
 from auditstream.store.feedspan import WINDOW_SLACK, FeedSpan
 from auditstream.store.filters import EventFilter
+from auditstream.store.store import FEED_TABLE
 from tests.store.conftest import build_row, unique_tenant
 
 pytestmark = pytest.mark.clickhouse
@@ -87,16 +88,16 @@ def test_watermark_after_batches_redelivery_late_events_and_merges(store: Store,
     # Merges de-duplicate the copies and rebuild the projection of the merged part
     # (deduplicate_merge_projection_mode = 'rebuild'): the heads do not move.
     client = store._client()
-    client.command(f"OPTIMIZE TABLE {store.database}.audit_feed FINAL")
+    client.command(f"OPTIMIZE TABLE {store.database}.{FEED_TABLE} FINAL")
     assert store.feed_watermark(tenant) == {0: 44, 1: 6}
     parts = client.query(
-        "SELECT count() FROM system.parts WHERE database = {db:String} AND table = 'audit_feed' AND active",
-        parameters={"db": store.database},
+        "SELECT count() FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active",
+        parameters={"db": store.database, "t": FEED_TABLE},
     ).result_rows[0][0]
     with_heads = client.query(
         "SELECT count() FROM system.projection_parts WHERE database = {db:String}"
-        " AND table = 'audit_feed' AND name = 'feed_heads' AND active",
-        parameters={"db": store.database},
+        " AND table = {t:String} AND name = 'feed_heads' AND active",
+        parameters={"db": store.database, "t": FEED_TABLE},
     ).result_rows[0][0]
     assert parts > 0 and with_heads == parts
 
@@ -253,17 +254,31 @@ def insert_old_rows(store: Store, rows: list[tuple]) -> None:
     )
 
 
-def feed_ddl(store: Store) -> str:
-    """``audit_feed``'s CREATE statement as the engine holds it now."""
+def feed_ddl(store: Store, table: str = FEED_TABLE) -> str:
+    """The feed table's (or ``table``'s) CREATE statement as the engine holds it now."""
     return str(
         store._client()
         .query(
-            "SELECT create_table_query FROM system.tables"
-            " WHERE database = {db:String} AND name = 'audit_feed'",
-            parameters={"db": store.database},
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": store.database, "t": table},
         )
         .result_rows[0][0]
     )
+
+
+def old_heads(store: Store) -> dict[int, int]:
+    """Per partition, the highest offset in ``audit_feed``, the feed's table before 0010."""
+    rows = store._client().query(
+        f"SELECT kafka_partition, max(kafka_offset) FROM {store.database}.audit_feed GROUP BY kafka_partition"
+    )
+    return {int(p): int(o) for p, o in rows.result_rows}
+
+
+def table_names(store: Store) -> set[str]:
+    rows = store._client().query(
+        "SELECT name FROM system.tables WHERE database = {db:String}", parameters={"db": store.database}
+    )
+    return {name for (name,) in rows.result_rows}
 
 
 def migrations_before(number: int, folder: Path) -> Path:
@@ -292,8 +307,10 @@ def scratch_database(clickhouse_dsn: str) -> Iterator[str]:
 
 
 def test_0003_applies_to_a_database_with_data(
-    clickhouse_dsn: str, old_schemas: Path, scratch_database: str
+    clickhouse_dsn: str, old_schemas: Path, scratch_database: str, tmp_path: Path
 ) -> None:
+    mid_schemas = tmp_path / "mid"
+    mid_schemas.mkdir()
     tenant = unique_tenant()
     before = Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=old_schemas)
     assert before.open() == ["0001_audit_events", "0002_search_and_feed"]
@@ -301,21 +318,32 @@ def test_0003_applies_to_a_database_with_data(
         insert_old_rows(before, batch(tenant, 0, range(0, 4)))
         insert_old_rows(before, batch(tenant, 0, range(0, 4)))  # a re-delivered copy, not merged yet
         insert_old_rows(before, batch(tenant, 1, range(10, 12), received_at=NOW + timedelta(seconds=1)))
-        assert before.feed_watermark(tenant) == {0: 3, 1: 11}
+        assert old_heads(before) == {0: 3, 1: 11}
 
-    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
-    assert after.open()[:2] == ["0003_feed_heads", "0004_first_write_wins"]
+    # The release before 0010 (the copy into the feed's new table): 0003 on audit_feed itself.
+    mid = Store(
+        clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=migrations_before(10, mid_schemas)
+    )
     try:
-        client = after._client()
-        ddl = feed_ddl(after)
+        assert mid.open()[:2] == ["0003_feed_heads", "0004_first_write_wins"]
+        ddl = feed_ddl(mid, "audit_feed")
         assert "PROJECTION feed_heads" in ddl and "deduplicate_merge_projection_mode = 'rebuild'" in ddl
         # Parts written before the migration get their projection from a mutation (the
         # backfill); until it has run on a part, reads fall back to its rows, same answer.
-        mutations = client.query(
-            "SELECT command FROM system.mutations WHERE database = {db:String} AND table = 'audit_feed'",
-            parameters={"db": scratch_database},
-        ).result_rows
+        mutations = (
+            mid._client()
+            .query(
+                "SELECT command FROM system.mutations WHERE database = {db:String} AND table = 'audit_feed'",
+                parameters={"db": scratch_database},
+            )
+            .result_rows
+        )
         assert any("MATERIALIZE PROJECTION feed_heads" in command for (command,) in mutations)
+    finally:
+        mid.close()
+    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
+    assert after.open() == ["0010_feed_layout"]
+    try:
         assert after.feed_watermark(tenant) == {0: 3, 1: 11}
         after.insert_rows(batch(tenant, 1, range(12, 14), received_at=NOW + timedelta(seconds=2)))
         assert after.feed_watermark(tenant) == {0: 3, 1: 13}
@@ -366,18 +394,88 @@ def test_0009_applies_to_a_database_with_data(
     with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
         before.insert_rows(batch(tenant, 0, range(5, 9)))
         before.insert_rows(batch(tenant, 1, range(20, 40, 2), received_at=NOW + timedelta(seconds=1)))
-        assert before.feed_watermark(tenant) == {0: 8, 1: 38}
+        assert old_heads(before) == {0: 8, 1: 38}
 
-    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
-    assert after.open() == ["0009_feed_spans"]
+    mid_schemas = tmp_path / "mid"
+    mid_schemas.mkdir()
+    mid = Store(
+        clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=migrations_before(10, mid_schemas)
+    )
     try:
-        ddl = feed_ddl(after)
+        assert mid.open() == ["0009_feed_spans"]
+        ddl = feed_ddl(mid, "audit_feed")
         assert "PROJECTION feed_heads" in ddl and "min(kafka_offset)" in ddl and "count()" in ddl
-        # Whether or not the backfill mutation has reached a part yet, the answers hold.
+    finally:
+        mid.close()
+    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
+    assert after.open() == ["0010_feed_layout"]
+    try:
+        # 0009's spans, now from 0010's copy of the rows.
         assert after.feed_spans(tenant) == {0: FeedSpan(5, 8, 4), 1: FeedSpan(20, 38, 10)}
         assert after.feed_watermark(tenant) == {0: 8, 1: 38}
         page = after.feed_page(tenant, {}, limit=100)
         assert positions_of(page.rows) == [(0, o) for o in range(5, 9)] + [(1, o) for o in range(20, 40, 2)]
+        assert after.open() == []  # applied once
+    finally:
+        after.close()
+
+
+ORDER = "ORDER BY tenant_id, kafka_partition, kafka_offset"
+
+
+def test_0010_moves_the_feed_to_compact_small_granules_and_keeps_every_row(
+    clickhouse_dsn: str, tmp_path: Path, scratch_database: str
+) -> None:
+    migrations_before(10, tmp_path)
+    tenant, other = unique_tenant(), unique_tenant()
+    earlier = NOW - timedelta(days=40)  # another month: another partition of the table
+    with Store(clickhouse_dsn, scratch_database, retention_days=3650, schemas_dir=tmp_path) as before:
+        before.insert_rows(batch(tenant, 0, range(0, 6), received_at=earlier))
+        redelivered = batch(tenant, 0, range(6, 9))
+        before.insert_rows(redelivered + batch(other, 3, range(100, 103)))
+        before.insert_rows(redelivered)  # a re-delivered batch's copies, not merged yet
+        before.insert_rows(batch(tenant, 1, range(20, 40, 2), received_at=NOW + timedelta(seconds=1)))
+        old_rows = (
+            before._client().query(f"SELECT * FROM {scratch_database}.audit_feed FINAL {ORDER}").result_rows
+        )
+        assert len(old_rows) == 6 + 3 + 3 + 10
+
+    after = Store(clickhouse_dsn, scratch_database, retention_days=3650)
+    assert after.open() == ["0010_feed_layout"]
+    try:
+        client = after._client()
+        names = table_names(after)
+        assert {FEED_TABLE, f"{FEED_TABLE}_mv"} <= names and not {"audit_feed", "audit_feed_mv"} & names
+        ddl = feed_ddl(after)
+        assert "index_granularity = 1024" in ddl and "min_bytes_for_wide_part = 1099511627776" in ddl
+        assert "PROJECTION feed_heads" in ddl and "ttl_only_drop_parts = 1" in ddl
+        # Every row as it was (the MATERIALIZED search_text is recomputed); copies of a
+        # re-delivered batch may be copied too, or merged away before: FINAL compares the events.
+        new_rows = client.query(f"SELECT * FROM {scratch_database}.{FEED_TABLE} FINAL {ORDER}").result_rows
+        assert new_rows == old_rows
+        spans = after.feed_spans(tenant)
+        assert spans[1] == FeedSpan(20, 38, 10) and (spans[0].first, spans[0].head) == (0, 8)
+        assert spans[0].rows in (9, 12)
+        text = client.query(
+            f"SELECT DISTINCT search_text FROM {scratch_database}.{FEED_TABLE} WHERE tenant_id = {{t:String}}"
+            " AND kafka_offset = 0",
+            parameters={"t": tenant},
+        ).result_rows
+        assert text and all(t for (t,) in text)
+        # New inserts reach the new table once, through its view only.
+        after.insert_rows(batch(tenant, 1, range(40, 44), received_at=NOW + timedelta(seconds=2)))
+        assert after.feed_spans(tenant)[1] == FeedSpan(20, 43, 14)
+        pages = walk(after, tenant, 7)
+        assert [p for page in pages for p in page] == (
+            [(0, o) for o in range(9)] + [(1, o) for o in range(20, 40, 2)] + [(1, o) for o in range(40, 44)]
+        )
+        client.command(f"OPTIMIZE TABLE {scratch_database}.{FEED_TABLE} FINAL")
+        kinds = client.query(
+            "SELECT DISTINCT part_type FROM system.parts"
+            " WHERE database = {db:String} AND table = {t:String} AND active",
+            parameters={"db": scratch_database, "t": FEED_TABLE},
+        ).result_rows
+        assert kinds == [("Compact",)]
         assert after.open() == []  # applied once
     finally:
         after.close()

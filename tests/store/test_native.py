@@ -16,6 +16,7 @@ import pytest
 from auditstream.events.stored import COLUMNS
 from auditstream.store import EventFilter, Store, StoreRejected
 from auditstream.store.native import EncodedRows
+from auditstream.store.store import FEED_TABLE
 from tests.store.conftest import BAD_VALUES, RowFactory, build_row, unique_tenant
 
 pytestmark = pytest.mark.clickhouse
@@ -59,7 +60,7 @@ def test_an_encoded_insert_stores_exactly_what_the_plain_insert_stores(store: St
     store.insert_rows(first, dedup_token=f"{encoded}/a")
     store.insert_rows(store.encode_rows(twin[200:]))
     # audit_events, and what its materialised views derive from the same insert.
-    for table in ("audit_events", "audit_feed", "audit_ids"):
+    for table in ("audit_events", FEED_TABLE, "audit_ids"):
         assert _stored(store, table, encoded) == _stored(store, table, plain), table
     assert store.count_events(EventFilter(tenant_id=encoded)) == 300
 

@@ -19,6 +19,7 @@ from uuid import UUID
 from auditstream.events.stored import COLUMNS
 from auditstream.store.client import ClientPool, insert_releasing, validate_identifier
 from auditstream.store.errors import StoreError, classify
+from auditstream.store.store import FEED_TABLE
 
 _EVENT_COLUMNS = ", ".join(COLUMNS)
 
@@ -316,9 +317,9 @@ class Ledger:
     # --- events (verification reads them as stored, bypassing the sealer's feed path) ---
 
     def iter_events(self, tenant_id: str, table: str = "audit_events") -> Iterator[dict[str, Any]]:
-        """Every stored row of the tenant in ``table`` (audit_events or audit_feed), FINAL, streamed."""
-        if table not in ("audit_events", "audit_feed"):
-            raise ValueError("table must be audit_events or audit_feed")
+        """Every stored row of the tenant in ``table`` (audit_events or the feed's copy), FINAL, streamed."""
+        if table not in ("audit_events", FEED_TABLE):
+            raise ValueError(f"table must be audit_events or {FEED_TABLE}")
         sql = f"SELECT {_EVENT_COLUMNS} FROM {self.database}.{table} FINAL WHERE tenant_id = {{t:String}}"  # noqa: S608
         try:
             client = self._pool.get()

@@ -128,7 +128,7 @@ def dedup_token(topic: str, rows: Sequence[Row]) -> str:
     not known) names the same ranges, so the store drops it. A batch is written in one
     insert, not one per partition: each insert has a fixed cost of ~30 ms in the engine
     whatever its size (bench/RESULTS.md, stop 20). The rows go in batch order, each
-    partition's in offset order, so in ``audit_feed`` (partitioned by ``received_at``, one
+    partition's in offset order, so in ``audit_feed_v2`` (partitioned by ``received_at``, one
     value per batch) each partition still becomes visible as a prefix in offset order.
     """
     ranges: dict[int, tuple[int, int]] = {}

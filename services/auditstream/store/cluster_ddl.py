@@ -19,6 +19,7 @@ so a new migration needs no cluster twin:
 - Materialised views, ``ALTER`` of indexes, projections and settings, and mutations work
   on the ``_local`` tables (a view triggers on the rows its shard stores); column changes
   are applied to the local table and then to the Distributed one, which must match it.
+- ``DROP TABLE`` of a sharded table drops both its Distributed table and its ``_local`` one.
 - ``INSERT ... SELECT`` (backfills) runs as written, against the Distributed tables, so it
   reads every shard and writes each row to its tenant's shard.
 - ``non_replicated_deduplication_window`` becomes ``replicated_deduplication_window``:
@@ -45,6 +46,7 @@ _CREATE_TABLE = re.compile(r"^CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?", re.I)
 _CREATE_VIEW = re.compile(r"^CREATE\s+MATERIALIZED\s+VIEW\b", re.I)
 _CREATE_DATABASE = re.compile(r"^CREATE\s+DATABASE\s+(IF\s+NOT\s+EXISTS\s+)?`?\w+`?", re.I)
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(\w*MergeTree)\b", re.I)
+_DROP_TABLE = re.compile(r"^DROP\s+TABLE\b", re.I)
 _COLUMN_CHANGE = re.compile(r"^\s*(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b", re.I)
 _TENANT_COLUMN = re.compile(r"[(,]\s*`?tenant_id`?\s+\w", re.I)
 
@@ -106,6 +108,10 @@ class ClusterDDL:
             code = self._replicated_engine(code, f"/clickhouse/tables/{{shard}}/{self.database}/{name}")
         if verb == "ALTER":
             return [head + s for s in self._alter(code)]
+        if _DROP_TABLE.match(code) and (name := self._first_table(code)) in self.sharded:
+            # Both halves: the Distributed table first (nothing routes to the local one after).
+            self.sharded.discard(name)
+            return [head + self._on_cluster(code), head + self._on_cluster(self._to_local_name(code, name))]
         return [head + self._on_cluster(self._to_local(code))]
 
     # --- statements ------------------------------------------------------------
@@ -162,6 +168,12 @@ class ClusterDDL:
             return f"{self.database}.{table}_local" if table in self.sharded else match.group(0)
 
         return self._qualified.sub(local, code)
+
+    def _to_local_name(self, code: str, name: str) -> str:
+        """``code`` with its first reference to ``name`` pointing at ``name``'s ``_local`` table."""
+        match = self._qualified.search(code)
+        assert match is not None and match.group(1) == name
+        return f"{code[: match.start()]}{self.database}.{name}_local{code[match.end() :]}"
 
     def _on_cluster(self, code: str) -> str:
         match = self._qualified.search(code)

@@ -1,7 +1,7 @@
 """How far into a Kafka partition a feed page reads: a window sized from the tenant's density.
 
 A page needs, per partition, the first ``limit + 1`` of the tenant's positions after its
-cursor. Read up to the head, that range spans every part of ``audit_feed`` holding later
+cursor. Read up to the head, that range spans every part of ``audit_feed_v2`` holding later
 offsets, and ClickHouse opens each of them for an in-order read (migration 0009). A
 tenant's rows are spread over the partition's offsets with other tenants' rows between
 them; from the tenant's first offset, head and row count (the ``feed_heads`` projection)

@@ -12,7 +12,7 @@ cannot.
 
 from __future__ import annotations
 
-__all__ = ["GROUP_BY", "FeedPage", "FeedRow", "Store"]
+__all__ = ["FEED_TABLE", "GROUP_BY", "FeedPage", "FeedRow", "Store"]
 
 import heapq
 import threading
@@ -53,6 +53,8 @@ MAX_FEED_PARTITIONS = 1024
 # A feed page of at most this many rows over all partitions read (limit x partitions)
 # takes its whole rows in one query; a larger one reads positions, then rows.
 FEED_ONE_READ_ROWS = 3000
+# The feed's copy of the events in ingest order (migrations 0002, 0010).
+FEED_TABLE = "audit_feed_v2"
 # The session's temporary table of the ids a first-write-wins lookup asks for.
 _PROBE = "auditstream_identity_probe"
 
@@ -372,18 +374,18 @@ class Store:
         """The next ``limit`` events of ``tenant_id`` after the per-partition ``after`` offsets.
 
         Gap-free: within each Kafka partition a page is a prefix, in offset order, of
-        what ``audit_feed`` holds after the cursor, and that table becomes visible one
-        whole processor batch at a time (see migration 0002), so following
+        what ``audit_feed_v2`` holds after the cursor, and that table becomes visible one
+        whole processor batch at a time (migrations 0002, 0010), so following
         ``positions`` never steps over an event. Partitions are interleaved by
         ``received_at`` (a k-way merge of per-partition prefixes) so a busy partition
         cannot starve the others.
 
         First the tenant's spans (``feed_spans``: a few rows of the ``feed_heads``
-        projection, migrations 0003 and 0009), which name the partitions and bound the
+        projection, migrations 0003, 0009, 0010), which name the partitions and bound the
         page: a partition whose head is not past the cursor is not read at all, and a
         poll with nothing new costs this one query. The projection lives in the same
         parts as the rows, so a head is never ahead of the rows it counts. Then ranges
-        of audit_feed's primary index (tenant, partition, offset): the next positions
+        of the feed table's primary index (tenant, partition, offset): the next positions
         of every partition in a window sized from the span (``feedspan.py``; read on to
         the head when it comes back short), with the whole rows for a small page, or
         followed by a read of the chosen prefixes' rows for a large one. No FINAL (it
@@ -470,27 +472,31 @@ class Store:
     ) -> dict[int, list[dict[str, Any]]]:
         """Per partition, the first ``params["n"]`` rows in its window [first, last], in offset order.
 
-        One query, a ``UNION ALL`` of one read per partition; ``params`` holds the tenant
-        (``t``), the limit (``n``) and whatever ``columns`` refers to.
+        One SELECT over every window (ranges of the primary index, OR-ed) with ``LIMIT n BY
+        kafka_partition``; ``params`` holds the tenant (``t``), the limit (``n``) and whatever
+        ``columns`` refers to. Not a UNION ALL of one read per partition: the engine's work
+        before it reads a row (analysis, the pipeline) is most of a window's cost and is paid
+        per SELECT (bench/RESULTS.md, stop 25: 3 partitions, 24.9 -> 14.4 ms). A window holds
+        about ``WINDOW_SLACK`` times ``n`` rows, so reading it whole before the limit costs
+        little.
         """
         params = dict(params)
-        reads = []
+        ranges = []
         for i, (partition, (first, last)) in enumerate(sorted(windows.items())):
             # UInt64 bounds so both are primary-key conditions.
             params[f"p{i}"], params[f"o{i}"], params[f"h{i}"] = partition, first, last
-            reads.append(
-                f"(SELECT {columns}"  # noqa: S608
-                f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}}"
-                f" AND kafka_partition = {{p{i}:UInt16}}"
-                f" AND kafka_offset >= {{o{i}:UInt64}} AND kafka_offset <= {{h{i}:UInt64}}"
-                " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
+            ranges.append(
+                f"(kafka_partition = {{p{i}:UInt16}}"
+                f" AND kafka_offset >= {{o{i}:UInt64}} AND kafka_offset <= {{h{i}:UInt64}})"
             )
+        sql = (
+            f"SELECT {columns} FROM {self.database}.{FEED_TABLE}"  # noqa: S608
+            f" WHERE tenant_id = {{t:String}} AND ({' OR '.join(ranges)})"
+            " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32} BY kafka_partition"
+        )
         out: dict[int, list[dict[str, Any]]] = {}
-        for r in self._select(" UNION ALL ".join(reads), params):
+        for r in self._select(sql, params):
             out.setdefault(int(r["kafka_partition"]), []).append(r)
-        # UNION ALL keeps each read's order but not the order between reads' blocks.
-        for rows in out.values():
-            rows.sort(key=lambda r: int(r["kafka_offset"]))
         return out
 
     @staticmethod
@@ -520,7 +526,7 @@ class Store:
             )
         sql = (
             f"SELECT {_SELECT_COLUMNS}, ({matched}) AS _matched"  # noqa: S608
-            f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} AND ({' OR '.join(ranges)})"
+            f" FROM {self.database}.{FEED_TABLE} WHERE tenant_id = {{t:String}} AND ({' OR '.join(ranges)})"
         )
         out: dict[tuple[int, int], dict[str, Any]] = {}
         for row in self._select(sql, params):
@@ -531,14 +537,14 @@ class Store:
     def feed_watermark(self, tenant_id: str) -> dict[int, int]:
         """Per Kafka partition, the highest offset stored for this tenant.
 
-        Answered by audit_feed's ``feed_heads`` projection (migration 0003): ClickHouse
+        Answered by the feed table's ``feed_heads`` projection (migrations 0003, 0010): ClickHouse
         picks it for exactly this shape (filter on tenant_id, GROUP BY kafka_partition,
         max(kafka_offset)) and reads a few rows per part instead of the tenant's range.
         Keep the shape (tests/store/test_feed.py checks the plan).
         """
         sql = (
             "SELECT kafka_partition, max(kafka_offset) AS o"  # noqa: S608
-            f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
+            f" FROM {self.database}.{FEED_TABLE} WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
         )
         return {int(r["kafka_partition"]): int(r["o"]) for r in self._select(sql, {"t": tenant_id})}
 
@@ -550,7 +556,7 @@ class Store:
         """
         sql = (
             "SELECT kafka_partition, min(kafka_offset) AS a, max(kafka_offset) AS o, count() AS n"  # noqa: S608
-            f" FROM {self.database}.audit_feed WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
+            f" FROM {self.database}.{FEED_TABLE} WHERE tenant_id = {{t:String}} GROUP BY kafka_partition"
         )
         return {
             int(r["kafka_partition"]): FeedSpan(int(r["a"]), int(r["o"]), int(r["n"]))
@@ -566,7 +572,7 @@ class Store:
         """
         sql = (
             "SELECT tenant_id, kafka_partition, max(kafka_offset) AS o"  # noqa: S608
-            f" FROM {self.database}.audit_feed GROUP BY tenant_id, kafka_partition"
+            f" FROM {self.database}.{FEED_TABLE} GROUP BY tenant_id, kafka_partition"
         )
         out: dict[str, dict[int, int]] = {}
         for r in self._select(sql, {}):
