@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from auditstream.events.stored import COLUMNS
 from auditstream.store.client import create_client
 from auditstream.store.feedspan import window_end
-from auditstream.store.store import _SELECT_COLUMNS, FEED_TABLE, Store
+from auditstream.store.store import FEED_TABLE, Store
 
+SELECT_COLUMNS = ", ".join(COLUMNS)  # what Store.feed_page reads
 ap = argparse.ArgumentParser()
 ap.add_argument("dsn")
 ap.add_argument("source")
@@ -77,13 +79,13 @@ def reads(db: str, spans: dict[int, Any], start: dict[int, int]) -> tuple[str, s
             f"kafka_partition = {{p{i}:UInt16}} AND kafka_offset BETWEEN {{o{i}:UInt64}} AND {{h{i}:UInt64}}"
         )
         each.append(
-            f"(SELECT {_SELECT_COLUMNS} FROM {db}.{FEED_TABLE}"  # noqa: S608
+            f"(SELECT {SELECT_COLUMNS} FROM {db}.{FEED_TABLE}"  # noqa: S608
             f" WHERE tenant_id = {{t:String}} AND {cond}"
             " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32})"
         )
         ranges.append(f"({cond})")
     single = (
-        f"SELECT {_SELECT_COLUMNS} FROM {db}.{FEED_TABLE}"  # noqa: S608
+        f"SELECT {SELECT_COLUMNS} FROM {db}.{FEED_TABLE}"  # noqa: S608
         f" WHERE tenant_id = {{t:String}} AND ({' OR '.join(ranges)})"
         " ORDER BY kafka_partition, kafka_offset LIMIT {n:UInt32} BY kafka_partition"
     )

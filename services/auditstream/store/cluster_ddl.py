@@ -110,8 +110,9 @@ class ClusterDDL:
             return [head + s for s in self._alter(code)]
         if _DROP_TABLE.match(code) and (name := self._first_table(code)) in self.sharded:
             # Both halves: the Distributed table first (nothing routes to the local one after).
+            local = self._to_local(code)
             self.sharded.discard(name)
-            return [head + self._on_cluster(code), head + self._on_cluster(self._to_local_name(code, name))]
+            return [head + self._on_cluster(code), head + self._on_cluster(local)]
         return [head + self._on_cluster(self._to_local(code))]
 
     # --- statements ------------------------------------------------------------
@@ -168,12 +169,6 @@ class ClusterDDL:
             return f"{self.database}.{table}_local" if table in self.sharded else match.group(0)
 
         return self._qualified.sub(local, code)
-
-    def _to_local_name(self, code: str, name: str) -> str:
-        """``code`` with its first reference to ``name`` pointing at ``name``'s ``_local`` table."""
-        match = self._qualified.search(code)
-        assert match is not None and match.group(1) == name
-        return f"{code[: match.start()]}{self.database}.{name}_local{code[match.end() :]}"
 
     def _on_cluster(self, code: str) -> str:
         match = self._qualified.search(code)
