@@ -92,9 +92,38 @@ def _check_width(rows: Sequence[tuple]) -> None:
             raise StoreRejected(f"row {index} has {len(row)} values, expected {width}")
 
 
-def _insert_settings(dedup_token: str | None) -> dict[str, Any]:
+# What every events insert asks of the engine beyond its defaults: work it would otherwise
+# do twice (bench/RESULTS.md, "Issue 12, stop 26").
+# - optimize_on_insert = 0: a ReplacingMergeTree otherwise applies its merge to each inserted
+#   block alone, to collapse repeats of a sorting key inside it (audit_events, and through
+#   their views audit_feed_v2 and audit_ids). The processor's batches hold no repeats (the
+#   write step settles them first); repeats another writer sends stay in the part until a
+#   merge, as repeats across parts do, and every read already de-duplicates those (FINAL).
+# - the n-gram index of search_text is built by merges, not by inserts: it is the costliest
+#   index to build, and the first merge to take the part in builds it again anyway. An index
+#   only skips granules, so a part no merge has reached yet (at most a few recent batches) is
+#   searched by reading its search_text: slower for that part, never another answer. The
+#   bloom filters stay on insert: they are cheap, and fresh rows are looked up by id.
+_ENGINE_INSERT_SETTINGS: dict[str, Any] = {
+    "optimize_on_insert": 0,
+    "exclude_materialize_skip_indexes_on_insert": "idx_search_text",
+}
+
+
+def _known_settings(client: Client, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``wanted`` this engine knows: a ClickHouse older than 25.10 lacks
+    ``exclude_materialize_skip_indexes_on_insert`` and would refuse every insert naming it."""
+    known = client.query(
+        "SELECT name FROM system.settings WHERE name IN {names:Array(String)}",
+        parameters={"names": list(wanted)},
+    ).result_rows
+    names = {row[0] for row in known}
+    return {name: value for name, value in wanted.items() if name in names}
+
+
+def _insert_settings(dedup_token: str | None, engine: dict[str, Any]) -> dict[str, Any]:
     # async_insert=0: the insert returns once the rows are in a part (the processor commits after it).
-    settings: dict[str, Any] = {"async_insert": 0}
+    settings: dict[str, Any] = {"async_insert": 0, **engine}
     if dedup_token is not None:
         settings["insert_deduplicate"] = 1
         settings["insert_deduplication_token"] = dedup_token
@@ -129,6 +158,8 @@ class Store:
         self._probe_lock = threading.Lock()
         # The events table's column types for ``encode_rows``, read once (DESCRIBE).
         self._insert_types: list[Any] | None = None
+        # _ENGINE_INSERT_SETTINGS as far as the engine knows them, read on open.
+        self._engine_insert_settings: dict[str, Any] = {}
         self._types_lock = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------
@@ -144,6 +175,7 @@ class Store:
         self._insert_types = None
         try:
             client = self._pool.get()
+            self._engine_insert_settings = _known_settings(client, _ENGINE_INSERT_SETTINGS)
         except Exception as exc:
             raise classify(exc) from exc
         return apply_migrations(
@@ -192,7 +224,7 @@ class Store:
         if not rows:
             return
         _check_width(rows)
-        settings = _insert_settings(dedup_token)
+        settings = _insert_settings(dedup_token, self._engine_insert_settings)
         client = self._client()
         try:
             if isinstance(rows, EncodedRows) and rows.table == self._table and rows.columns == COLUMNS:
