@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from auditstream.store import EventFilter, Store
+from auditstream.store.client import known_settings
 from tests.store.conftest import RowFactory
 
 pytestmark = pytest.mark.clickhouse
@@ -25,12 +26,18 @@ WORD = "zzqxquartzword"
 
 def skip_granules(store: Store, where: str, params: dict[str, Any], index: str) -> tuple[int, int]:
     """(granules left, granules looked at) by skip index ``index`` for ``count()`` under ``where``."""
-    sql = f"EXPLAIN indexes = 1 SELECT count() FROM {store.database}.audit_events WHERE {where}"  # noqa: S608
+    sql = f"EXPLAIN indexes = 1 SELECT count() FROM {store.database}.audit_events WHERE {where}"
     lines = [row[0].strip() for row in store._client().query(sql, parameters=params).result_rows]
     at = lines.index(f"Name: {index}")
     granules = next(line for line in lines[at:] if line.startswith("Granules:"))
     left, total = granules.removeprefix("Granules:").strip().split("/")
     return int(left), int(total)
+
+
+def test_settings_the_engine_does_not_know_are_left_out(store: Store) -> None:
+    wanted = {"optimize_on_insert": 0, "no_such_setting_in_any_clickhouse": 1}
+    assert known_settings(store._client(), wanted) == {"optimize_on_insert": 0}
+    assert known_settings(store._client(), {}) == {}
 
 
 def test_repeats_inside_one_insert_are_read_once(store: Store, tenant: str, make_row: RowFactory) -> None:
@@ -45,7 +52,8 @@ def test_repeats_inside_one_insert_are_read_once(store: Store, tenant: str, make
     assert store.count_events(f) == 40
     assert store.count_by_tenant()[tenant] == 40
     feed = store.feed_page(tenant, {}, limit=1000)
-    assert [(int(r["kafka_partition"]), int(r["kafka_offset"])) for r in feed.rows] == [(1, i) for i in range(40)]
+    positions = [(int(r["kafka_partition"]), int(r["kafka_offset"])) for r in feed.rows]
+    assert positions == [(1, i) for i in range(40)]
 
 
 def test_search_index_is_built_by_the_first_merge_not_by_the_insert(

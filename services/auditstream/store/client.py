@@ -11,7 +11,7 @@ API's thread pool and the processor would queue every query behind the current i
 
 from __future__ import annotations
 
-__all__ = ["ClientPool", "create_client", "insert_releasing", "validate_identifier"]
+__all__ = ["ClientPool", "create_client", "insert_releasing", "known_settings", "validate_identifier"]
 
 import contextlib
 import re
@@ -66,6 +66,20 @@ def insert_releasing(client: Client, table: str, data: Sequence[Any], **options:
         client.insert(table, own, **options)
     finally:
         own.clear()
+
+
+def known_settings(client: Client, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``wanted`` (query settings) that this engine lists in ``system.settings``.
+
+    A server refuses a query naming a setting it does not have, so a setting newer than
+    the oldest supported server must be dropped there rather than sent.
+    """
+    rows = client.query(
+        "SELECT name FROM system.settings WHERE name IN {names:Array(String)}",
+        parameters={"names": list(wanted)},
+    ).result_rows
+    names = {row[0] for row in rows}
+    return {name: value for name, value in wanted.items() if name in names}
 
 
 class ClientPool:

@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 from auditstream.config import Settings
 from auditstream.events.stored import COLUMNS
 from auditstream.resources import Resource, schemas_root
-from auditstream.store.client import ClientPool, insert_releasing, validate_identifier
+from auditstream.store.client import ClientPool, insert_releasing, known_settings, validate_identifier
 from auditstream.store.errors import StoreError, StoreRejected, classify
 from auditstream.store.feedspan import FeedSpan, window_end
 from auditstream.store.filters import DT64, EventFilter, build_where
@@ -104,21 +104,12 @@ def _check_width(rows: Sequence[tuple]) -> None:
 #   only skips granules, so a part no merge has reached yet (at most a few recent batches) is
 #   searched by reading its search_text: slower for that part, never another answer. The
 #   bloom filters stay on insert: they are cheap, and fresh rows are looked up by id.
+# Only those the engine knows are sent (known_settings): ClickHouse before 25.10 lacks
+# exclude_materialize_skip_indexes_on_insert and would refuse every insert naming it.
 _ENGINE_INSERT_SETTINGS: dict[str, Any] = {
     "optimize_on_insert": 0,
     "exclude_materialize_skip_indexes_on_insert": "idx_search_text",
 }
-
-
-def _known_settings(client: Client, wanted: dict[str, Any]) -> dict[str, Any]:
-    """The part of ``wanted`` this engine knows: a ClickHouse older than 25.10 lacks
-    ``exclude_materialize_skip_indexes_on_insert`` and would refuse every insert naming it."""
-    known = client.query(
-        "SELECT name FROM system.settings WHERE name IN {names:Array(String)}",
-        parameters={"names": list(wanted)},
-    ).result_rows
-    names = {row[0] for row in known}
-    return {name: value for name, value in wanted.items() if name in names}
 
 
 def _insert_settings(dedup_token: str | None, engine: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +166,7 @@ class Store:
         self._insert_types = None
         try:
             client = self._pool.get()
-            self._engine_insert_settings = _known_settings(client, _ENGINE_INSERT_SETTINGS)
+            self._engine_insert_settings = known_settings(client, _ENGINE_INSERT_SETTINGS)
         except Exception as exc:
             raise classify(exc) from exc
         return apply_migrations(
