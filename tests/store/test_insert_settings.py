@@ -46,6 +46,9 @@ def test_repeats_inside_one_insert_are_read_once(store: Store, tenant: str, make
         for i in range(40)
     ]
     store.insert_rows(rows + rows[:25])  # one insert, one part: 25 events twice in it
+    # The insert kept the repeats (no per-block merge): it is the reads that collapse them.
+    raw = f"SELECT count() FROM {store.database}.audit_events WHERE tenant_id = {{t:String}}"
+    assert store._client().query(raw, parameters={"t": tenant}).result_rows[0][0] == 65
     f = EventFilter(tenant_id=tenant)
     page = store.query_events(f, limit=1000)
     assert sorted(r["event_id"] for r in page) == sorted(r[0] for r in rows)
