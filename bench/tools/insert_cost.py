@@ -27,6 +27,8 @@ from auditstream.store import Store
 from auditstream.store.client import create_client
 from auditstream.store.store import FEED_TABLE
 
+# "base" is the engine's defaults (stop 25's inserts); "ngram" is what the store sends now
+# (store.py, _ENGINE_INSERT_SETTINGS).
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {"optimize_on_insert": 1, "exclude_materialize_skip_indexes_on_insert": ""},
     "ooi0": {"optimize_on_insert": 0, "exclude_materialize_skip_indexes_on_insert": ""},

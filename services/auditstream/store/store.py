@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = ["FEED_TABLE", "GROUP_BY", "FeedPage", "FeedRow", "Store"]
 
 import heapq
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from auditstream.store.feedspan import FeedSpan, window_end
 from auditstream.store.filters import DT64, EventFilter, build_where
 from auditstream.store.migrations import apply_migrations
 from auditstream.store.native import EncodedRows, encode_native
+
+log = logging.getLogger(__name__)
 
 Order = Literal["asc", "desc"]
 
@@ -167,6 +170,9 @@ class Store:
         try:
             client = self._pool.get()
             self._engine_insert_settings = known_settings(client, _ENGINE_INSERT_SETTINGS)
+            if left_out := sorted(set(_ENGINE_INSERT_SETTINGS) - set(self._engine_insert_settings)):
+                # Not an error: inserts then do that work themselves, as before (slower).
+                log.info("engine lacks insert settings; inserts do that work", extra={"settings": left_out})
         except Exception as exc:
             raise classify(exc) from exc
         return apply_migrations(
