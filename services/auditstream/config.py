@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         " shares the process with the processor) and catches up at full speed once ingest pauses;"
         " 1: never yield.",
     )
+    sealer_max_lag_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="The sealer stops yielding to ingest while a tenant's unsealed events are older than"
+        " this: sustained ingest then costs more throughput, not an ever-growing lag.",
+    )
     checkpoint_seconds: float = Field(
         60.0, gt=0, description="At most one signed checkpoint per tenant this often (when it got events)."
     )

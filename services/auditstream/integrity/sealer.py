@@ -29,13 +29,19 @@ they are right before, during and after the backfill.
 
 Yielding to ingest: in the embedded setup the sealer shares one process (and its GIL)
 with the processor, and a sealed event costs it more Python time than storing it did.
-So while the feed heads keep moving (ingest is active) it seals one page per tenant per
-round and then pauses, working at most ``duty`` of the wall time; once the heads have not
-moved for ``_IDLE_SECONDS`` (ingest paused) it runs at full speed until it has caught up,
-and drops back to pacing as soon as a page shows the heads moving again. Its
-lag grows during a burst and shrinks after (``auditstream_sealer_lag_seconds``); exactly
-once is unaffected (pausing is only a wait between rounds), and every round still offers
-each tenant a checkpoint, so they come at most every ``checkpoint_seconds`` as before.
+So while the feed heads keep moving (ingest is active) it seals one page per round, for
+the tenants in turn, and then pauses, working at most ``duty`` of the wall time; once the
+heads have not moved for ``_IDLE_SECONDS`` (ingest paused) it runs at full speed until it
+has caught up, and drops back to pacing as soon as a page shows the heads moving again.
+One page per round, not one per tenant: a page of 5,000 events takes about half a second
+here, so with a dozen tenants a round of a page each was six seconds of work, longer than
+a whole ingest burst, and the pacing never began (bench/RESULTS.md, stop 27). Its lag
+grows during a burst and shrinks after (``auditstream_sealer_lag_seconds``), up to
+``max_lag_seconds``: a tenant that far behind is sealed at full speed while ingest goes
+on, so sustained ingest above what the paced sealer keeps up with costs more ingest
+throughput instead of an unbounded lag. Exactly once is unaffected (pausing is only a
+wait between rounds), and every round still offers each tenant a checkpoint, so they
+come at most every ``checkpoint_seconds`` as before.
 
 Threads: ``run`` seals on its own thread, and the public methods may be called from
 others (tests read ``tree_size``, tools seal by hand). One lock covers every use of a
@@ -131,9 +137,12 @@ class Sealer:
         origin_prefix: str = "auditstream",
         page_size: int = 5000,
         duty: float = 1.0,
+        max_lag_seconds: float = 60.0,
     ) -> None:
         if not 0 < duty <= 1:
             raise ValueError("duty must be in (0, 1]")
+        if not max_lag_seconds > 0:
+            raise ValueError("max_lag_seconds must be > 0")
         self.store = store
         self.ledger = ledger
         self.signer = signer
@@ -142,7 +151,12 @@ class Sealer:
         self.origin_prefix = origin_prefix
         self.page_size = page_size
         self.duty = duty
+        self.max_lag_seconds = max_lag_seconds
         self.ingest_active = False  # the feed heads moved between the last two rounds
+        # Per tenant, the age of its newest sealed event when its last page left more behind
+        # (0 once a page reached the head): what `behind` compares with max_lag_seconds.
+        self._lag: dict[str, float] = {}
+        self._turn: str | None = None  # the tenant sealed last while yielding (whose turn ended)
         self._last_heads: dict[str, dict[int, int]] | None = None
         self._tenants: dict[str, _Tenant] = {}
         self._blocked: set[str] = set()
@@ -284,7 +298,8 @@ class Sealer:
                     break
                 if page.rows:
                     newest = page.rows[-1]["received_at"]
-                    LAG.set(max(0.0, (now - newest).total_seconds()) if page.more else 0.0)
+                    self._lag[tenant_id] = max(0.0, (now - newest).total_seconds()) if page.more else 0.0
+                    LAG.set(max(self._lag.values()))
                 if not page.more:
                     break
         except Exception:
@@ -342,13 +357,27 @@ class Sealer:
         if self._last_heads is not None:
             self.ingest_active = heads_all != self._last_heads
         self._last_heads = heads_all
-        pages = 1 if self.yielding else 20
-        for tenant_id, heads in heads_all.items():
-            n = self.seal_tenant(tenant_id, heads, max_pages=pages)
-            if n:
-                added[tenant_id] = n
+        yielding = self.yielding
+        sealed_one = False
+        for tenant_id in self._round_order(heads_all):
+            # While yielding, one page in all per round: the next tenants in turn get the
+            # next rounds. Every tenant is still offered its checkpoint.
+            if not (yielding and sealed_one):
+                n = self.seal_tenant(tenant_id, heads_all[tenant_id], max_pages=1 if yielding else 20)
+                if n:
+                    added[tenant_id] = n
+                    if yielding:
+                        sealed_one, self._turn = True, tenant_id
             self.checkpoint(tenant_id, force=force_checkpoint)
         return added
+
+    def _round_order(self, heads_all: dict[str, dict[int, int]]) -> list[str]:
+        """The tenants in their order, starting after the one whose turn ended last."""
+        tenants = sorted(heads_all)
+        if self._turn is None:
+            return tenants
+        after = [t for t in tenants if t > self._turn]
+        return after + [t for t in tenants if t <= self._turn]
 
     def _pause(self, stop: threading.Event, seconds: float) -> None:
         """Wait ``seconds`` while ingest is active; end early once the heads stop moving."""
@@ -363,8 +392,14 @@ class Sealer:
             self._last_heads = heads
 
     @property
+    def behind(self) -> bool:
+        """Some tenant's sealed events were more than ``max_lag_seconds`` old at its last page."""
+        with self._lock:  # pages update _lag under it, from whichever thread seals
+            return max(self._lag.values(), default=0.0) > self.max_lag_seconds
+
+    @property
     def yielding(self) -> bool:
-        return self.ingest_active and self.duty < 1
+        return self.ingest_active and self.duty < 1 and not self.behind
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
         """Rounds until ``stop`` is set; failures are logged and retried with backoff."""

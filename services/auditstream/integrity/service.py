@@ -84,6 +84,7 @@ def start_sealer(settings: Settings, store: Store) -> RunningSealer:
         checkpoint_dir=settings.resolved_checkpoint_dir,
         origin_prefix=settings.checkpoint_key_name,
         duty=settings.sealer_duty,
+        max_lag_seconds=settings.sealer_max_lag_seconds,
     )
     stop = threading.Event()
     thread = threading.Thread(target=sealer.run, args=(stop,), name="auditstream-sealer", daemon=True)
