@@ -63,6 +63,8 @@ def test_every_scenario_reports_its_metrics(kafka_bootstrap: str, tmp_path: Path
     # Ours and the baselines that can run must have measured something.
     for key in [("ingest.ours", "events_per_s"), ("ingest.baseline_raw_insert", "events_per_s")]:
         assert by_key[key]["value"], key
+    # Every ingest scenario after the first started once the engine had merged the one before.
+    assert "waited_for_merges_s" in by_key[("ingest.baseline_raw_insert", "events_per_s")]["extra"]
     kafka_engine = by_key[("ingest.baseline_kafka_engine", "events_per_s")]
     assert kafka_engine["value"] or kafka_engine["extra"].get("error")
     ours_rows = [
