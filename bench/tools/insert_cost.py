@@ -10,9 +10,9 @@ until no merge runs, then ``OPTIMIZE ... FINAL`` of the three tables an insert w
 figures are this process's CPU time (all threads, chDB's merges included) per event from the
 first insert to the end of the inserts, of the merges, and of the final merge: what the
 insert costs the box, not only the call; then the final merge's share of each table, and the
-rows per second of wall time up to the merges caught up (the engine's own ceiling, inserting
-one batch at a time as the processor does). One engine per process: variants run one after
-another.
+rows per second of wall time until the merges the engine chose to run are done (inserting one
+batch at a time as the processor does; the final merge's work is not in it). One engine per
+process: variants run one after another.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run(variant: str, batches: list[list[tuple]]) -> None:  # type: ignore[type-
             time.sleep(0.1)
         merged = time.process_time() - started
         # Three quiet looks (0.3 s) end the wait: taken off, this is rows per second of wall
-        # time with the merges caught up, the engine's own ceiling with this box to itself.
+        # time with the merges the engine chose to run done (not the final OPTIMIZE's work).
         merged_wall = time.monotonic() - wall - 0.3
         # Every part merged into one per partition, with every index built: both variants end in
         # the same state, so what is left of the difference is work the variant saved, not
