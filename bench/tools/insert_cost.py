@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from auditstream.bench.ingest import QUIET_LOOKS, merges_settled
 from auditstream.bench.messages import encode_messages
 from auditstream.processor.batch import KafkaMessage, process_batch
 from auditstream.store import Store
@@ -65,15 +66,11 @@ def run(variant: str, batches: list[list[tuple]]) -> None:  # type: ignore[type-
             }
             client.raw_insert(e.table, e.columns, insert_block=e.body, settings=settings, fmt="Native")
         inserted = time.process_time() - started
-        deadline = time.monotonic() + 120
-        quiet = 0
-        while time.monotonic() < deadline and quiet < 3:  # three quiet looks in a row
-            quiet = quiet + 1 if int(client.command("SELECT count() FROM system.merges")) == 0 else 0
-            time.sleep(0.1)
+        merges_settled(client, interval_s=0.1)
         merged = time.process_time() - started
-        # Three quiet looks (0.3 s) end the wait: taken off, this is rows per second of wall
-        # time with the merges the engine chose to run done (not the final OPTIMIZE's work).
-        merged_wall = time.monotonic() - wall - 0.3
+        # The quiet looks that end the wait taken off, this is rows per second of wall time with
+        # the merges the engine chose to run done (not the final OPTIMIZE's work).
+        merged_wall = time.monotonic() - wall - QUIET_LOOKS * 0.1
         # Every part merged into one per partition, with every index built: both variants end in
         # the same state, so what is left of the difference is work the variant saved, not
         # work it put off to a later merge.

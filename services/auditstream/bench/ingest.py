@@ -69,18 +69,28 @@ def _throughput_metrics(name: str, p: Progress, ctx: BenchContext, extra: dict[s
     ]  # fmt: skip
 
 
-def merges_settled(ctx: BenchContext, *, limit_s: float = 120.0) -> float:
-    """Wait (at most ``limit_s``) until no merge has run for three looks 0.2 s apart; seconds waited."""
-    client = create_client(ctx.chdb_dsn)
+QUIET_LOOKS = 3  # looks in a row with no merge running that count as settled
+
+
+def merges_settled(client: Client, *, limit_s: float = 120.0, interval_s: float = 0.2) -> float:
+    """Wait (at most ``limit_s``) until no merge runs for ``QUIET_LOOKS`` looks ``interval_s`` apart.
+
+    Returns the seconds waited, the quiet looks included.
+    """
     started = time.monotonic()
     quiet = 0
+    while quiet < QUIET_LOOKS and time.monotonic() - started < limit_s:
+        quiet = quiet + 1 if int(client.command("SELECT count() FROM system.merges")) == 0 else 0
+        time.sleep(interval_s)
+    return time.monotonic() - started
+
+
+def _merges_settled(ctx: BenchContext) -> float:
+    client = create_client(ctx.chdb_dsn)
     try:
-        while quiet < 3 and time.monotonic() - started < limit_s:
-            quiet = quiet + 1 if int(client.command("SELECT count() FROM system.merges")) == 0 else 0
-            time.sleep(0.2)
+        return merges_settled(client)
     finally:
         client.close()
-    return time.monotonic() - started
 
 
 def _store(ctx: BenchContext, database: str) -> Store:
@@ -344,7 +354,7 @@ async def run(ctx: BenchContext) -> list[Metric]:
         lambda: run_raw_consume(ctx, topic, n),
     ]
     for i, scenario in enumerate(scenarios):
-        waited = await asyncio.to_thread(merges_settled, ctx) if i else 0.0
+        waited = await asyncio.to_thread(_merges_settled, ctx) if i else 0.0
         measured = await scenario()
         for m in measured:
             if m.metric == "events_per_s":
