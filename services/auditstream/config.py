@@ -111,17 +111,15 @@ class Settings(BaseSettings):
         description="Where the CLI (query, export, tail) reaches the API. Default: http://{api_host}:{api_port}.",
     )
     max_window_days: int = Field(92, ge=1, description="Longest time range one query may cover.")
-    # The embedded engine lives in the API process, and its allocator keeps freed query
-    # memory for a while: the API's peak RSS during a long export grows with this size
-    # (bench/RESULTS.md, issue 12: 32 MB ~ +300-490 MB at ~0.9x ClickHouse's own
-    # JSONEachRow; 8 MB ~ +110-215 MB at ~0.5-0.6x). Against a ClickHouse server the
-    # engine's memory is the server's, and this only sizes the result held per read.
+    # An export is one streamed query; this is how much of the stream one read takes,
+    # i.e. about the size of each piece handed to the client (store/export.py). The
+    # engine's own memory does not depend on it (bench/RESULTS.md, issue 12 stop 28).
     export_read_bytes: int = Field(
-        32 << 20,
-        ge=1 << 20,
-        le=256 << 20,
-        description="Aim of one export read's encoded result, in bytes (1 MiB-256 MiB): larger is"
-        " faster, smaller holds less memory in the API process.",
+        1 << 20,
+        ge=64 << 10,
+        le=64 << 20,
+        description="Bytes of an export's stream read at a time, about one piece sent to the client"
+        " (64 KiB-64 MiB).",
     )
     keys_path: Path | None = Field(
         None, description="SQLite file of hashed API keys. Default: data_dir/keys.sqlite3"

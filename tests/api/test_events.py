@@ -720,10 +720,8 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 def test_export_across_many_store_chunks(
     client: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
-    """Small reads: many round trips through the store and the producer thread, same result."""
-    from auditstream.api.routes import export
-
-    monkeypatch.setattr(export, "EXPORT_ROWS_PER_QUERY", 3)
+    """Small reads of the stream: many pieces through the producer thread, same result."""
+    monkeypatch.setattr(client.app.state.settings, "export_read_bytes", 300)  # type: ignore[attr-defined]
     paged = all_pages(client, tokens, limit=1000, since="-11d", order="asc")
     assert len(paged) > 3 * 5
     params = {"format": fmt, "since": "-11d", "order": "asc"}

@@ -224,20 +224,20 @@ def test_read_size_setting_reaches_both_export_paths(
     store: Store,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from auditstream.store.export import BYTES_PER_QUERY
+    from auditstream.store.export import SLICE_BYTES
 
-    assert Settings().export_read_bytes == BYTES_PER_QUERY  # one default
+    assert Settings().export_read_bytes == SLICE_BYTES  # one default
     small = make_settings(tmp_path_factory.mktemp("export-small"), clickhouse_dsn, clickhouse_database)
-    small.export_read_bytes = 1 << 20
+    small.export_read_bytes = 64 << 10
     tokens = make_tokens(small, (A,))
     for c in client_for(small, store):
-        assert c.app.state.export_runner.bytes_per_query == 1 << 20  # type: ignore[attr-defined]
+        assert c.app.state.export_runner.read_bytes == 64 << 10  # type: ignore[attr-defined]
         with caplog.at_level("INFO", logger="auditstream.api.routes.export"):
             body = export(c, tokens, "ndjson")
     assert body.count(b"\n") == 60
     done = [r for r in caplog.records if r.getMessage() == "export streamed"]
     assert len(done) == 1
-    assert (done[0].read_bytes, done[0].rows, done[0].tenant) == (1 << 20, 60, A)  # type: ignore[attr-defined]
+    assert (done[0].read_bytes, done[0].rows, done[0].tenant) == (64 << 10, 60, A)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("value", ["1000", str(512 << 20), "lots"])

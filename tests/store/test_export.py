@@ -1,18 +1,16 @@
-"""store.export: exports encoded by ClickHouse, read in bounded windows and keyset chunks.
+"""store.export: exports encoded by ClickHouse, one streamed query read in pieces.
 
-Tiny ``rows_per_query`` values put chunk boundaries inside bursts of events that share
-one millisecond; the references are ``query_events`` (the keyset pages of the API) and
-the former Python encoders. Memory boundedness is shown structurally: every query
-returns at most ``rows_per_query`` events, every handed-over item is at most
-``slice_bytes``, and the number of queries follows rows / ``rows_per_query``.
+The references are ``query_events`` (the keyset pages of the API) and the former Python
+encoders. Tiny ``slice_bytes`` values cut the stream inside lines, inside TSV escapes
+and inside CSV fields that hold line breaks; whatever the size, the bytes are the same
+and every item holds whole lines. Memory boundedness is shown structurally: an item is
+at most one read plus the line it ended inside.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 from auditstream.api.formats import CSV_COLUMNS
 from auditstream.events.stored import row_to_event
 from auditstream.store import EventExport, EventFilter, Store, StoreError
-from auditstream.store.export import FORMATS, Window, plan_windows
+from auditstream.store.export import FORMATS, SLICE_BYTES
 from tests.api._support import csv_record
 from tests.store.conftest import RowFactory
 
@@ -77,36 +75,21 @@ def burst(store: Store, tenant: str, make_row: RowFactory) -> EventFilter:
     return EventFilter(tenant)
 
 
-def test_plan_windows_merges_hours_contiguously() -> None:
-    hours = [(BASE, 3), (BASE + H, 2), (BASE + 5 * H, 4), (BASE + 6 * H, 20), (BASE + 9 * H, 1)]
-    assert plan_windows(hours, 6) == [
-        Window(None, BASE + 5 * H, 5),
-        Window(BASE + 5 * H, BASE + 6 * H, 4),
-        Window(BASE + 6 * H, BASE + 9 * H, 20),  # a burst above the limit: a window of its own
-        Window(BASE + 9 * H, None, 1),
-    ]
-    assert plan_windows(hours, 100) == [Window(None, None, 30)]
-    assert plan_windows([], 10) == []
-
-
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("fmt", ["ndjson", "json"])
-def test_chunk_boundaries_inside_one_millisecond(
+def test_order_and_duplicates_match_the_keyset_pages(
     store: Store, burst: EventFilter, order: str, fmt: str
 ) -> None:
     want = reference(store, burst, order)
     assert len(want) == 71 and len({e["event_id"] for e in want}) == 71
-    body, e = export(store, burst, fmt, order=order, rows_per_query=7)
+    body, e = export(store, burst, fmt, order=order, slice_bytes=100)
     assert events(fmt, body) == want  # same events, same order: nothing skipped, repeated or duplicated
-    assert e.rows == 71
-    assert e.largest_read <= 7
-    # One plan, then per window one read, or per 7 events a key query and a read.
-    assert 1 + math.ceil(71 / 7) < e.queries <= 1 + 2 * (math.ceil(71 / 7) + 3)
+    assert e.rows == 71 and e.bytes == len(body)
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
 def test_csv_reads_back_as_the_python_encoder_wrote(store: Store, burst: EventFilter, order: str) -> None:
-    body, e = export(store, burst, "csv", order=order, rows_per_query=7)
+    body, e = export(store, burst, "csv", order=order, slice_bytes=7)
     text = body.decode()
     assert text.startswith(",".join(CSV_COLUMNS) + "\r\n") and text.endswith("\r\n")
     records = list(csv.reader(io.StringIO(text, newline="")))
@@ -116,24 +99,55 @@ def test_csv_reads_back_as_the_python_encoder_wrote(store: Store, burst: EventFi
 
 
 def test_json_is_the_ndjson_lines_in_one_array(store: Store, burst: EventFilter) -> None:
-    ndjson, _ = export(store, burst, "ndjson", rows_per_query=7)
-    body, _ = export(store, burst, "json", rows_per_query=7)
+    ndjson, _ = export(store, burst, "ndjson", slice_bytes=100)
+    body, _ = export(store, burst, "json", slice_bytes=100)
     assert body.startswith(b"[") and body.endswith(b"]\n")
     assert body == b"[" + b",\n".join(ndjson.splitlines()) + b"]\n"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_slices_are_bounded_and_queries_scale(store: Store, burst: EventFilter, fmt: str) -> None:
-    whole, big = export(store, burst, fmt, rows_per_query=1000)
-    assert big.queries == 2  # the plan and one read: every event fits one window
-    e = EventExport(store, burst, fmt, rows_per_query=7, slice_bytes=64)
+def test_items_hold_whole_lines_and_are_bounded(store: Store, burst: EventFilter, fmt: str) -> None:
+    whole, one = export(store, burst, fmt, slice_bytes=1 << 30)
+    e = EventExport(store, burst, fmt, slice_bytes=64)
     items = list(e)
     assert b"".join(items) == whole
-    # A slice, plus the CSV header on the first one or the '[' / ',\n' of a JSON read.
-    bounds = [64 + (len(CSV_COLUMNS_LINE) if fmt == "csv" and i == 0 else 2) for i in range(len(items))]
-    assert all(0 < len(item) <= bound for item, bound in zip(items, bounds, strict=True))
-    assert len(items) >= len(whole) // 66
-    assert e.largest_read <= 7 and e.queries > big.queries
+    assert len(items) > 10 and e.rows == one.rows == 71
+    longest = max(len(line) for line in whole.split(b"\n")) + 1
+    # One read, the rest of the line it ended inside, and the CSV header or the JSON
+    # '[' / ',\n' / ']\n' around the rows.
+    bound = 64 + longest + (len(CSV_COLUMNS_LINE) if fmt == "csv" else 2)
+    assert all(0 < len(item) <= bound for item in items)
+    assert e.largest_item == max(len(item) for item in items)
+    if fmt != "json":  # every piece ends a line of the stream
+        assert all(item.endswith(b"\n") for item in items)
+
+
+def test_text_that_tsv_escapes_comes_back_unchanged(store: Store, tenant: str, make_row: RowFactory) -> None:
+    """NDJSON is read as TSV and unescaped: backslashes, quotes and control characters survive."""
+    names = [
+        "back\\slash",
+        "it's",
+        "\\'",
+        "\\\\'\\",
+        "tab\there",
+        "nul\x00end",
+        "\\n literally",
+        "é ✓ \u2028",
+        "'",
+    ]
+    rows = [
+        make_row(tenant_id=tenant, occurred_at=BASE + i * MS, actor_name=n, reason=n[::-1], details={"k": n})
+        for i, n in enumerate(names)
+    ]
+    store.insert_rows(rows)
+    f = EventFilter(tenant)
+    for fmt in ("ndjson", "json"):
+        for size in (1, 5, SLICE_BYTES):
+            body, e = export(store, f, fmt, order="asc", slice_bytes=size)
+            got = events(fmt, body)
+            assert got == reference(store, f, "asc"), (fmt, size)
+            assert [x["actor"]["name"] for x in got] == names
+            assert e.rows == len(names)
 
 
 def test_windows_span_empty_hours(store: Store, tenant: str, make_row: RowFactory) -> None:
@@ -143,10 +157,9 @@ def test_windows_span_empty_hours(store: Store, tenant: str, make_row: RowFactor
     )
     f = EventFilter(tenant)
     for order in ("asc", "desc"):
-        body, e = export(store, f, "ndjson", order=order, rows_per_query=6)
+        body, e = export(store, f, "ndjson", order=order, slice_bytes=50)
         assert events("ndjson", body) == reference(store, f, order)
-        assert e.queries == 3  # plan, [.., +30 h) with 6 events, [+30 h, ..) with 3
-        assert e.largest_read == 6
+        assert e.rows == 9
 
 
 def test_filters_apply(store: Store, burst: EventFilter) -> None:
@@ -160,11 +173,12 @@ def test_filters_apply(store: Store, burst: EventFilter) -> None:
         want = reference(store, f, "desc")
         assert 0 < len(want) < 71
         for fmt in ("ndjson", "json"):
-            body, e = export(store, f, fmt, rows_per_query=4)
+            body, e = export(store, f, fmt, slice_bytes=300)
             assert events(fmt, body) == want, (f, fmt)
             assert e.rows == len(want)
-        body, _ = export(store, f, "csv", rows_per_query=4)
+        body, e = export(store, f, "csv", slice_bytes=300)
         assert list(csv.reader(io.StringIO(body.decode(), newline="")))[1:] == [csv_record(x) for x in want]
+        assert e.rows == len(want)
 
 
 def test_empty_result_in_every_format(store: Store, tenant: str) -> None:
@@ -173,7 +187,7 @@ def test_empty_result_in_every_format(store: Store, tenant: str) -> None:
     for fmt in FORMATS:
         body, e = export(store, f, fmt)
         assert body == expected[fmt]
-        assert e.rows == 0 and e.queries == 1  # the plan found nothing to read
+        assert e.rows == 0
 
 
 def test_arguments_and_store_errors(store: Store) -> None:
@@ -183,10 +197,10 @@ def test_arguments_and_store_errors(store: Store) -> None:
     with pytest.raises(ValueError):
         EventExport(store, f, "csv", order="sideways")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        EventExport(store, f, "csv", rows_per_query=0)
-    closed = Store(store.dsn, store.database)
+        EventExport(store, f, "csv", slice_bytes=0)
+    missing = Store(store.dsn, "no_such_database")  # the query is refused by the engine
     with pytest.raises(StoreError):
-        list(EventExport(closed, f, "ndjson"))
+        list(EventExport(missing, f, "ndjson"))
 
 
 def test_uuid_ties_are_ordered_like_the_keyset_pages(store: Store, tenant: str, make_row: RowFactory) -> None:
@@ -195,7 +209,7 @@ def test_uuid_ties_are_ordered_like_the_keyset_pages(store: Store, tenant: str, 
     store.insert_rows([make_row(tenant_id=tenant, occurred_at=BASE, event_id=i) for i in ids])
     f = EventFilter(tenant)
     for order in ("asc", "desc"):
-        body, _ = export(store, f, "ndjson", order=order, rows_per_query=2)
+        body, _ = export(store, f, "ndjson", order=order, slice_bytes=64)
         assert [x["event_id"] for x in events("ndjson", body)] == [
             x["event_id"] for x in reference(store, f, order)
         ]
@@ -204,47 +218,46 @@ def test_uuid_ties_are_ordered_like_the_keyset_pages(store: Store, tenant: str, 
 @pytest.fixture
 def spread(store: Store, tenant: str, make_row: RowFactory) -> EventFilter:
     """240 events over 40 minutes and a burst of 60 in one millisecond, a third stored
-    twice; some actor names hold a line break followed by quotes (CSV record counting)."""
+    twice; some actor names hold a line break next to quotes or at their end (CSV record
+    counting)."""
     rows = []
     times = [BASE + (i % 40) * timedelta(minutes=1) + i * MS for i in range(180)] + [BASE + 7 * H] * 60
     for i, at in enumerate(times):
-        name = ['x\n"y', '\n""', "plain", ""][i % 4]
+        name = ['x\n"y', '\n""', "plain", "", "tail\n", "\n", '"\r\n"'][i % 7]
         rows.append(make_row(tenant_id=tenant, occurred_at=at, actor_name=name, kafka_offset=i))
     store.insert_rows(rows)
-    store.insert_rows(rows[::3])  # not merged yet: FINAL must collapse them per window
+    store.insert_rows(rows[::3])  # not merged yet: FINAL must collapse them
     return EventFilter(tenant)
 
 
-@pytest.mark.parametrize("read_ahead", [True, False])
+@pytest.mark.parametrize("size", [1, 37, 4000, 1 << 30])
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_byte_sized_reads_equal_one_query(
-    store: Store, spread: EventFilter, fmt: str, order: str, read_ahead: bool
+def test_any_read_size_gives_the_same_bytes(
+    store: Store, spread: EventFilter, fmt: str, order: str, size: int
 ) -> None:
-    """Many small reads (minute windows, keyset chunks in the burst) give the bytes of one read."""
-    whole, one = export(store, spread, fmt, order=order, bytes_per_query=1 << 30)
-    assert one.queries == 2 and one.rows == 240  # the plan and one read
-    target = 4000  # a few events per read
-    body, e = export(store, spread, fmt, order=order, bytes_per_query=target, read_ahead=read_ahead)
+    """Reads of one byte, of part of a line, of a few lines and of everything agree."""
+    whole, one = export(store, spread, fmt, order=order, slice_bytes=SLICE_BYTES)
+    assert one.rows == 240
+    body, e = export(store, spread, fmt, order=order, slice_bytes=size)
     assert body == whole
     assert e.rows == 240
-    assert e.queries > one.largest_bytes // target  # many reads
-    # The first read is sized from an assumed row width, the next ones from what was seen:
-    # no read is far above the target (these rows are of similar width).
-    assert e.largest_bytes <= 2 * target
     if fmt == "ndjson":
         assert events(fmt, body) == reference(store, spread, order)
+    if fmt == "csv":
+        records = list(csv.reader(io.StringIO(body.decode(), newline="")))[1:]
+        assert records == [csv_record(x) for x in reference(store, spread, order)]
 
 
-def test_closing_early_stops_the_read_ahead_thread(store: Store, spread: EventFilter) -> None:
-    e = EventExport(store, spread, "ndjson", bytes_per_query=2000)
+def test_closing_early_cancels_the_stream(store: Store, spread: EventFilter) -> None:
+    e = EventExport(store, spread, "ndjson", slice_bytes=2000)
     items = iter(e)
     first = next(items)
     assert first.count(b"\n") >= 1
-    readers = [t for t in threading.enumerate() if t.name.startswith("auditstream-export-read")]
-    assert readers  # the next read is under way on its own thread
     items.close()  # type: ignore[attr-defined]
-    for t in readers:
-        t.join(timeout=10)
-        assert not t.is_alive()
     assert e.rows < 240
+    # The stream and its client are gone: the same thread exports again, and the store's
+    # own client still answers.
+    again = EventExport(store, spread, "ndjson")
+    assert b"".join(again).count(b"\n") == 240 == again.rows
+    assert len(store.query_events(spread, limit=1000)) == 240

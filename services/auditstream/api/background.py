@@ -38,7 +38,7 @@ def install_background(
         settings.data_dir / "exports",
         build_filter,
         workers=EXPORT_WORKERS,
-        bytes_per_query=settings.export_read_bytes,
+        read_bytes=settings.export_read_bytes,
         proof=lambda f: export_proof(settings, shared_ledger(app.state, store), f),
     )
     app.state.publisher = publisher

@@ -48,7 +48,7 @@ from auditstream.api import sqlite_file
 from auditstream.api.formats import file_extension
 from auditstream.private_fs import open_private, private_dir
 from auditstream.store import Store, StoreError
-from auditstream.store.export import BYTES_PER_QUERY, ROWS_PER_QUERY, EventExport
+from auditstream.store.export import SLICE_BYTES, EventExport
 
 __all__ = ["ExportRunner", "JobStore", "job_file"]
 
@@ -215,8 +215,7 @@ class ExportRunner:
         build_filter: FilterBuilder,
         *,
         workers: int = 2,
-        rows_per_query: int = ROWS_PER_QUERY,
-        bytes_per_query: int = BYTES_PER_QUERY,
+        read_bytes: int = SLICE_BYTES,
         proof: ProofWriter | None = None,
     ) -> None:
         if not 1 <= workers <= 2:
@@ -226,8 +225,7 @@ class ExportRunner:
         self.exports_dir = Path(exports_dir)
         self.build_filter = build_filter
         self.workers = workers
-        self.rows_per_query = rows_per_query
-        self.bytes_per_query = bytes_per_query
+        self.read_bytes = read_bytes
         self.proof = proof
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
@@ -325,10 +323,7 @@ class ExportRunner:
         )
 
     def _write(self, job_id: str, f: Any, fmt: str, part: Path, *, proof: bool = False) -> int:
-        export = EventExport(
-            self.store, f, fmt, order="asc", rows_per_query=self.rows_per_query,
-            bytes_per_query=self.bytes_per_query,
-        )  # fmt: skip
+        export = EventExport(self.store, f, fmt, order="asc", slice_bytes=self.read_bytes)
         last_report = time.monotonic()
         # Owner-only (0600): an export is a copy of the audit log; the rename keeps the mode.
         with open_private(part) as out:

@@ -1,41 +1,19 @@
-"""Exports encoded by ClickHouse: every matching event as NDJSON, JSON or CSV, in bounded pieces.
+"""Exports encoded by ClickHouse: every matching event as NDJSON, JSON or CSV, streamed.
 
-Why not one streamed query: on chDB, clickhouse-connect either materialises the whole
-result of a streamed query (formats it does not stream, such as TSVRaw: 1M rows gave one
-773 MB block and no first byte until the query ended) or streams it about one row per
-block (~3k rows/s). A materialised query of a bounded range is fast (~155k rows/s for
-50k rows), so an export is a sequence of such queries:
+One query per export, ``FINAL`` and in sorting-key order, streamed through
+clickhouse-connect's ``raw_stream`` (chDB hands over one ClickHouse block at a time, a
+server an HTTP body): one snapshot of the log, the first byte after the engine's first
+block, and the memory of a block in flight whatever the export's size. The stream is read
+in ``slice_bytes`` pieces, each cut after its last line break so it holds whole lines:
 
-1. **Plan**: one count per minute, without FINAL (it only sizes the reads; duplicates
-   make it an over-estimate). Consecutive minutes are merged into windows, each sized
-   when it is about to be read: as many rows as make about ``bytes_per_query`` of
-   encoded result at the widest bytes per row seen so far (at most
-   ``rows_per_query``), so a read's memory is the same at every export size. The
-   windows are contiguous and cover the whole filter range (the first is open towards
-   the start of the read order, the last towards its end), so an event that arrives
-   after the plan, between two planned minutes, is still read.
-2. **Read**: one query per window, ``FINAL`` and in sorting-key order. A window's
-   bounds are on ``occurred_at``, part of the sorting key (tenant_id, occurred_at,
-   event_id) that duplicates share, so every copy of an event falls in one window
-   and FINAL collapses it there. A window planned above its row limit (a burst
-   inside one minute) is read in keyset chunks: a key-only query finds the
-   limit-th key after the last one read (``LIMIT 1 OFFSET n-1``) and the chunk is
-   the range (last key, that key] on (occurred_at, event_id), so a boundary inside
-   one millisecond neither skips nor repeats an event. The reads run on a thread of
-   the export with a client of its own, one read ahead: the engine builds the next
-   result (chDB releases the GIL) while this one is handed over, and at most two
-   results exist at a time.
-3. **Hand over**: each result in slices of at most ``slice_bytes`` (the first slice of
-   a file also carries the CSV header or the JSON ``[``, the first of a later JSON
-   result its ``,\\n``), so a consumer's bounded queue bounds memory to about two
-   results. Rows are counted with ``bytes.count`` (C), never a Python loop.
-
-Every byte of the rows is written by ClickHouse:
-
-* ``ndjson``: the ``row_to_event`` JSON of each row (``EVENT_JSON_SQL``; a test
-  compares it with the Python function), ``FORMAT TSVRaw``, one line per event.
-* ``json``: one array, the same objects separated by ``,\\n`` (``CustomSeparated``);
-  ``[]`` when nothing matched.
+* ``ndjson``: the ``row_to_event`` JSON of each row (``EVENT_JSON_SQL``; a test compares it
+  with the Python function), one line per event. It is read as ``FORMAT TSV`` (TSVRaw is
+  not one of the formats clickhouse-connect streams from chDB) and unescaped here with
+  ``codecs.escape_decode``: TSV writes ``\\`` and ``\'`` (and C escapes for control
+  characters, which JSON text never holds raw), exactly the escapes that function undoes.
+  A TSV line break is always a row's end, so a piece cut after one never splits an escape.
+* ``json``: one array of the same objects separated by ``,\n`` (the NDJSON rows with a
+  ``,`` appended in SQL; the last one's separator is dropped); ``[]`` when nothing matched.
 * ``csv``: RFC 4180 (``FORMAT CSV``, CRLF), the header written here once.
   ``CSV_COLUMNS`` are the dotted paths of the event JSON; ``changes`` and ``details``
   are compact JSON with sorted keys, escaped as orjson does, so Python's csv reader
@@ -44,56 +22,49 @@ Every byte of the rows is written by ClickHouse:
   ``'`` (OWASP's advice against CSV injection): a spreadsheet would otherwise run
   ``=HYPERLINK(...)`` sent as an actor name. NDJSON and JSON are never altered.
 
-Iterate an export on one thread: the plan uses that thread's client of the store.
+Rows are counted with ``bytes.count`` (C), never a Python loop per row. The first item
+comes after the first read, so a query that fails outright fails before any byte.
+Iterate an export on one thread: the stream belongs to a client opened on that thread
+for this export and closed with it (also when the consumer stops early, which cancels
+the query).
+
+Until stop 27 an export was a sequence of bounded materialised reads (per-minute plan,
+windows, keyset chunks): a benchmark reading clickhouse-connect's stream line by line
+(one byte per call) had made streaming look ~3k rows/s. Read in pieces it is faster and
+holds less (``bench/RESULTS.md``, issue 12 stop 28).
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BYTES_PER_QUERY",
     "CSV_COLUMNS",
     "CSV_FORMULA_PREFIXES",
     "EVENT_JSON_SQL",
     "FORMATS",
     "READ_SETTINGS",
-    "ROWS_PER_QUERY",
     "SLICE_BYTES",
     "EventExport",
-    "Window",
-    "WindowPlanner",
-    "plan_windows",
-    "rows_for_bytes",
 ]
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
-from uuid import UUID
-
-from clickhouse_connect.driver.client import Client
+import codecs
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from auditstream.store.client import create_client
 from auditstream.store.errors import StoreError, classify
-from auditstream.store.filters import DT64, EventFilter, build_where
+from auditstream.store.filters import EventFilter, build_where
 
 if TYPE_CHECKING:
     from auditstream.store.store import Store
 
 FORMATS: tuple[str, ...] = ("ndjson", "json", "csv")
-# A read's encoded result aims at this size (bench/RESULTS.md, issue 12 stop 17: the
-# peak RSS follows one read, not the export). Rows per read are capped as well. 32 MB:
-# 1M NDJSON rows at 372k rows/s, peak 833 MB, against 248k rows/s and 696 MB at 8 MB
-# (each read has a fixed cost of ~15 ms) and 336k rows/s and 923 MB before byte sizing.
-# The API passes its setting (AUDITSTREAM_EXPORT_READ_BYTES, default this value) instead.
-BYTES_PER_QUERY = 32 << 20
-ROWS_PER_QUERY = 50_000
-# Bytes per row assumed for the first read, before any result was seen.
-INITIAL_ROW_BYTES = 1024
-# Per-query settings of every read (portable: valid on a ClickHouse server too).
-READ_SETTINGS: dict[str, Any] = {}
+# Per-query settings of every export query (portable: valid on a ClickHouse server too).
+# One thread and small blocks: the engine's working memory during a 10M-row export, in
+# the API process with chDB, is what bounds the API's peak (VmHWM 10k -> 10M, NDJSON:
+# +286 MB with the engine's defaults, +226 with one thread, +171 with 1,024-row blocks
+# as well, +160 with 256) at the same rate (~345k rows/s; bench/RESULTS.md, stop 28).
+READ_SETTINGS: dict[str, Any] = {"max_threads": 1, "max_block_size": 1024}
+# What one read of the stream takes, and so about the size of one handed-over item.
 SLICE_BYTES = 1 << 20
 
 Order = Literal["asc", "desc"]
@@ -235,14 +206,9 @@ CSV_COLUMNS: tuple[str, ...] = tuple(name for name, _ in _CSV_FIELDS)
 _CSV_HEADER = (",".join(CSV_COLUMNS) + "\r\n").encode()
 
 _SELECT: dict[str, tuple[str, str, str]] = {
-    # format -> (select list, output settings, output format)
-    "ndjson": (EVENT_JSON_SQL, "", "TSVRaw"),
-    "json": (
-        EVENT_JSON_SQL,
-        "format_custom_escaping_rule = 'Raw', format_custom_row_after_delimiter = '',"
-        " format_custom_row_between_delimiter = ',\\n'",
-        "CustomSeparated",
-    ),
+    # format -> (select list, output settings, output format); all three stream from chDB.
+    "ndjson": (EVENT_JSON_SQL, "", "TSV"),
+    "json": (f"concat({EVENT_JSON_SQL}, ',')", "", "TSV"),
     "csv": (
         ", ".join(expr for _, expr in _CSV_FIELDS),
         "output_format_csv_crlf_end_of_line = 1, output_format_json_escape_forward_slashes = 0",
@@ -252,106 +218,30 @@ _SELECT: dict[str, tuple[str, str, str]] = {
 
 
 def _settings_clause(*extra: str) -> str:
-    """`` SETTINGS ...`` of ``READ_SETTINGS`` and ``extra`` (in the SQL text: on chDB a
-    settings argument of raw_query costs a SET and a restore per call)."""
+    """`` SETTINGS ...`` of ``READ_SETTINGS`` and ``extra``, in the SQL text: on chDB
+    clickhouse-connect does not stream a query that carries a settings argument."""
     parts = [f"{k} = {v}" for k, v in READ_SETTINGS.items()] + [e for e in extra if e]
     return f" SETTINGS {', '.join(parts)}" if parts else ""
 
 
-# --- planning ---------------------------------------------------------------------------------
+def _csv_records(piece: bytes) -> int:
+    """Records starting in ``piece``, which starts at a line start (the stream's or after a ``\n``).
 
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """``occurred_at`` in [since, until) (None: open), about ``planned`` stored rows."""
-
-    since: datetime | None
-    until: datetime | None
-    planned: int
-
-
-class WindowPlanner:
-    """Cuts contiguous windows off ascending bucket counts, in read order, one at a time.
-
-    Each window is sized when it is asked for (``next(limit)``), so the export can size
-    the next window from the bytes per row of the results so far. Consecutive buckets
-    are merged while the total stays within ``limit``; a single bucket above it is a
-    window of its own (read in keyset chunks). Whatever the limits, the windows handed
-    out are contiguous and cover everything: the first is open towards the start of
-    the read order, the last open towards its end, each ends where the next starts.
-    ``desc`` cuts from the newest bucket down.
+    A record starts with the quoted event_id, so with a ``"`` and a hex digit. Inside a
+    quoted field every ``"`` is doubled and a closing quote is followed by ``,`` or the
+    CRLF: a ``"`` after a line break followed by anything else starts a record.
     """
-
-    def __init__(self, buckets: Sequence[tuple[datetime, int]], order: Order = "asc") -> None:
-        self._buckets = list(buckets)
-        self._desc = order == "desc"
-        self._lo, self._hi = 0, len(self._buckets)  # the buckets not handed out yet: [lo, hi)
-
-    def next(self, limit: int) -> Window | None:
-        """The next window of at most ``limit`` planned rows (one bucket if it is larger)."""
-        lo, hi, b = self._lo, self._hi, self._buckets
-        if lo >= hi:
-            return None
-        total = 0
-        if self._desc:
-            cut = hi
-            while cut > lo and (not total or total + b[cut - 1][1] <= limit):
-                cut -= 1
-                total += b[cut][1]
-            self._hi = cut
-            until = None if hi == len(b) else b[hi][0]
-            return Window(None if cut == lo == 0 else b[cut][0], until, total)
-        cut = lo
-        while cut < hi and (not total or total + b[cut][1] <= limit):
-            total += b[cut][1]
-            cut += 1
-        self._lo = cut
-        since = None if lo == 0 else b[lo][0]
-        return Window(since, None if cut == hi == len(b) else b[cut][0], total)
-
-
-def plan_windows(hours: Sequence[tuple[datetime, int]], limit: int) -> list[Window]:
-    """Every window of ascending bucket counts at a fixed ``limit`` (``WindowPlanner``, asc)."""
-    planner = WindowPlanner(hours)
-    windows: list[Window] = []
-    while (window := planner.next(limit)) is not None:
-        windows.append(window)
-    return windows
-
-
-def rows_for_bytes(target_bytes: int, row_bytes: float, cap: int) -> int:
-    """Rows per read so that a result is about ``target_bytes``: at least 1, at most ``cap``."""
-    return max(1, min(cap, int(target_bytes // max(row_bytes, 1.0))))
-
-
-# --- the export -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Cursor:
-    """Where the reads are: the window being read (None: take the next one) and its keyset."""
-
-    where: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    chunked: bool = False
-    after: tuple[datetime, UUID] | None = None
-    open: bool = False
-
-
-@dataclass(slots=True)
-class _Read:
-    body: bytes
-    queries: int
-    done: bool
+    starts = piece.count(b'\n"') - piece.count(b'\n""') - piece.count(b'\n",') - piece.count(b'\n"\r')
+    if piece[:1] == b'"' and piece[1:2] not in (b'"', b",", b"\r"):
+        starts += 1
+    return starts
 
 
 class EventExport:
     """The bytes of one export, produced when iterated (once, on one thread).
 
-    ``rows`` counts the events in what has been handed out (a query's events are
-    counted when its first slice is); ``queries`` the engine round trips so far and
-    ``largest_read`` the most events one query returned, ``largest_bytes`` the largest
-    encoded result — what bounds memory.
+    ``rows`` counts the events handed out so far, ``bytes`` what was handed out and
+    ``largest_item`` the largest item of rows (what a consumer holds at a time).
     """
 
     def __init__(
@@ -361,256 +251,100 @@ class EventExport:
         fmt: str,
         *,
         order: Order = "desc",
-        rows_per_query: int = ROWS_PER_QUERY,
-        bytes_per_query: int = BYTES_PER_QUERY,
         slice_bytes: int = SLICE_BYTES,
-        read_ahead: bool = True,
     ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        if rows_per_query < 1 or slice_bytes < 1 or bytes_per_query < 1:
-            raise ValueError("rows_per_query, bytes_per_query and slice_bytes must be at least 1")
+        if slice_bytes < 1:
+            raise ValueError("slice_bytes must be at least 1")
         self.store = store
         self.filter = f
         self.format = fmt
         self.order = order
-        self.rows_per_query = rows_per_query
-        self.bytes_per_query = bytes_per_query
         self.slice_bytes = slice_bytes
-        self.read_ahead = read_ahead
         self.rows = 0
-        self.queries = 0
-        self.largest_read = 0
-        self.largest_bytes = 0
-        self._row_bytes = float(INITIAL_ROW_BYTES)
-        self._table = f"{store.database}.audit_events"
+        self.bytes = 0
+        self.largest_item = 0
         self._where, self._params = build_where(f)
 
-    def _limit(self) -> int:
-        return rows_for_bytes(self.bytes_per_query, self._row_bytes, self.rows_per_query)
+    def sql(self) -> str:
+        """The one query of this export (values are parameters, bound by the engine)."""
+        select, output_settings, output = _SELECT[self.format]
+        d = "DESC" if self.order == "desc" else "ASC"
+        return (
+            f"SELECT {select} FROM {self.store.database}.audit_events FINAL"  # noqa: S608
+            f" WHERE {self._where} ORDER BY occurred_at {d}, event_id {d}"
+            f"{_settings_clause(output_settings)} FORMAT {output}"
+        )
 
     def __iter__(self) -> Iterator[bytes]:
         fmt = self.format
-        planner = WindowPlanner(self._bucket_counts(self.store._client()), self.order)
-        # The CSV header and the JSON '[' travel with the first rows, so the first item
-        # comes after the first read: a query that fails outright fails before any byte.
-        prefix = {"csv": _CSV_HEADER, "json": b"["}.get(fmt, b"")
         first = True
-        with _ReadAhead(self.store, enabled=self.read_ahead) as reads:
-            cursor = _Cursor()
-            pending = reads.submit(self._next_read, planner, cursor, self._limit())
-            while pending is not None:
-                read = pending.result()
-                self.queries += read.queries
-                body, done = read.body, read.done
-                del read
-                if body:
-                    rows = max(1, self._count(body))
-                    self.rows += rows
-                    self.largest_read = max(self.largest_read, rows)
-                    self.largest_bytes = max(self.largest_bytes, len(body))
-                    # The widest rows seen so far size the next read: a result stays
-                    # near bytes_per_query unless its rows are wider than any before.
-                    seen = self._row_bytes if self.rows > rows else 0.0
-                    self._row_bytes = max(seen, len(body) / rows)
-                # One read ahead, no more: it runs in the engine (without the GIL) while
-                # this result is handed over.
-                pending = None if done else reads.submit(self._next_read, planner, cursor, self._limit())
-                if not body:
-                    continue
-                if not first:
-                    prefix = b",\n" if fmt == "json" else b""
-                first = False
-                size = self.slice_bytes
-                if len(body) <= size:
-                    yield prefix + body if prefix else body
-                    continue
-                for start in range(0, len(body), size):
-                    piece = body[start : start + size]
-                    yield prefix + piece if start == 0 and prefix else piece
-                del body
-        if fmt == "csv" and first:
-            yield _CSV_HEADER
-        if fmt == "json":
-            yield b"[]\n" if first else b"]\n"
-
-    def _count(self, body: bytes) -> int:
-        # bytes.count runs in C; no Python loop over a result.
-        if self.format == "ndjson":
-            return body.count(b"\n")
-        if self.format == "json":
-            return body.count(b"\n") + 1  # rows are separated, not terminated
-        # A CSV record starts with the quoted event_id. Inside a quoted field every '"' is
-        # doubled, so a line break followed by '"' starts a record unless a second '"'
-        # follows (a record never starts with an empty field: event_id is a UUID).
-        return body.count(b'\n"') - body.count(b'\n""') + 1
-
-    # --- queries (run on the read-ahead thread with its own client) --------------------------
-
-    def _next_read(self, planner: WindowPlanner, cursor: _Cursor, limit: int, client: Client) -> _Read:
-        """The next non-empty result (or the end), advancing ``cursor`` and ``planner``."""
-        queries = 0
-        while True:
-            if not cursor.open:
-                window = planner.next(limit)
-                if window is None:
-                    return _Read(b"", queries, done=True)
-                cursor.where, cursor.params = self._window_where(window)
-                cursor.chunked = window.planned > limit
-                cursor.after = None
-                cursor.open = True
-            if not cursor.chunked:
-                cursor.open = False
-                body = self._data(client, cursor.where, cursor.params)
-                queries += 1
+        for piece in self._lines():
+            if fmt == "csv":
+                rows, out = _csv_records(piece), piece
+                if first:
+                    out = _CSV_HEADER + out
             else:
-                body, q = self._chunk(client, cursor, limit)
-                queries += q
-            if body:
-                return _Read(body, queries, done=False)
-
-    def _window_where(self, window: Window) -> tuple[str, dict[str, Any]]:
-        where = self._where
-        params = dict(self._params)
-        if window.since is not None:
-            where += f" AND occurred_at >= {{w_since:{DT64}}}"
-            params["w_since"] = window.since
-        if window.until is not None:
-            where += f" AND occurred_at < {{w_until:{DT64}}}"
-            params["w_until"] = window.until
-        return where, params
-
-    def _chunk(self, client: Client, cursor: _Cursor, limit: int) -> tuple[bytes, int]:
-        """One keyset chunk of at most ``limit`` events of a burst window; closes it at the end.
-
-        A key-only query finds the ``limit``-th key after the last one read and the chunk
-        is (last key, that key] on (occurred_at, event_id): a boundary inside one
-        millisecond neither skips nor repeats an event.
-        """
-        forward, backward = (">", "<") if self.order == "asc" else ("<", ">")
-        where, params = cursor.where, dict(cursor.params)
-        if cursor.after is not None:
-            # A plain range on the sorting key (index pruning), then the tie on event_id.
-            where += (
-                f" AND occurred_at {forward}= {{k_ts:{DT64}}}"
-                f" AND (occurred_at {forward} {{k_ts:{DT64}}} OR event_id {forward} {{k_id:UUID}})"
-            )
-            params["k_ts"], params["k_id"] = cursor.after
-        last = self._nth_key(client, where, params, limit)
-        if last is None:  # the rest of the window is at most ``limit`` events
-            cursor.open = False
-            return self._data(client, where, params), 2
-        where += (
-            f" AND occurred_at {backward}= {{u_ts:{DT64}}}"
-            f" AND (occurred_at {backward} {{u_ts:{DT64}}} OR event_id {backward}= {{u_id:UUID}})"
+                out = codecs.escape_decode(piece)[0]
+                rows = out.count(b"\n")
+                if fmt == "json":
+                    # Every row ends in ",\n"; the separator goes in front of the next
+                    # piece instead, so the last row ends the array cleanly.
+                    out = (b"[" if first else b",\n") + out[:-2]
+            first = False
+            self.rows += rows
+            self.bytes += len(out)
+            self.largest_item = max(self.largest_item, len(out))
+            yield out
+        end = (
+            {"csv": _CSV_HEADER, "json": b"[]\n"}.get(fmt, b"") if first else b"]\n" if fmt == "json" else b""
         )
-        params["u_ts"], params["u_id"] = last
-        cursor.after = last
-        return self._data(client, where, params), 2
+        if end or first:
+            self.bytes += len(end)
+            yield end
 
-    def _direction(self) -> str:
-        return "DESC" if self.order == "desc" else "ASC"
-
-    @staticmethod
-    def _select(client: Client, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _lines(self) -> Iterator[bytes]:
+        """The stream in pieces of about ``slice_bytes`` that end after a line break."""
         try:
-            return list(client.query(sql + _settings_clause(), parameters=params).result_rows)
+            client = create_client(self.store.dsn)
+        except Exception as exc:
+            raise classify(exc, query=True) from exc
+        try:
+            stream = self._open(client)
+            try:
+                carry = b""
+                while True:
+                    chunk = self._read(stream)
+                    if not chunk:
+                        break
+                    buf = carry + chunk if carry else chunk
+                    cut = buf.rfind(b"\n") + 1
+                    carry = buf[cut:]
+                    if cut:
+                        yield buf[:cut] if carry else buf
+                if carry:  # every format ends its last line; anything else is a broken stream
+                    raise StoreError(f"the export stream ended inside a line ({len(carry)} bytes)")
+            finally:
+                stream.close()
+        finally:
+            client.close()
+
+    def _open(self, client: Any) -> IO[bytes]:
+        try:
+            stream: IO[bytes] = client.raw_stream(self.sql(), parameters=self._params)
         except StoreError:
             raise
         except Exception as exc:
             raise classify(exc, query=True) from exc
+        return stream
 
-    def _bucket_counts(self, client: Client) -> list[tuple[datetime, int]]:
-        """Stored rows per minute, ascending, without FINAL (an over-estimate with duplicates)."""
-        self.queries += 1
-        sql = (
-            f"SELECT toStartOfMinute(occurred_at) AS m, count() AS n FROM {self._table}"  # noqa: S608
-            f" WHERE {self._where} GROUP BY m ORDER BY m"
-        )
-        return [(m, int(n)) for m, n in self._select(client, sql, dict(self._params))]
-
-    def _nth_key(
-        self, client: Client, where: str, params: dict[str, Any], n: int
-    ) -> tuple[datetime, UUID] | None:
-        """The (occurred_at, event_id) of the ``n``-th distinct event, if any."""
-        d = self._direction()
-        sql = (
-            f"SELECT occurred_at, event_id FROM {self._table} FINAL WHERE {where}"  # noqa: S608
-            f" ORDER BY occurred_at {d}, event_id {d} LIMIT 1 OFFSET {{k_skip:UInt64}}"
-        )
-        rows = self._select(client, sql, {**params, "k_skip": n - 1})
-        if not rows:
-            return None
-        ts, event_id = rows[0]
-        return ts, event_id
-
-    def _data(self, client: Client, where: str, params: dict[str, Any]) -> bytes:
-        select, output_settings, output = _SELECT[self.format]
-        d = self._direction()
-        sql = (
-            f"SELECT {select} FROM {self._table} FINAL WHERE {where}"  # noqa: S608 - values are parameters
-            f" ORDER BY occurred_at {d}, event_id {d}{_settings_clause(output_settings)} FORMAT {output}"
-        )
+    def _read(self, stream: IO[bytes]) -> bytes:
         try:
-            return client.raw_query(sql, parameters=params)
+            return stream.read(self.slice_bytes)
         except StoreError:
             raise
         except Exception as exc:
             raise classify(exc, query=True) from exc
-
-
-class _ReadAhead:
-    """Runs an export's reads on one worker thread with a client of its own.
-
-    At most one read is submitted at a time (the export waits for it before it submits
-    the next), so at most one result is being built while the previous one is handed
-    over. The client is opened for this export and closed with it: a pooled client per
-    short-lived thread would stay open until the store closes. Disabled, the reads run
-    inline on the iterating thread with the store's client of that thread.
-    """
-
-    def __init__(self, store: Store, *, enabled: bool) -> None:
-        self._store = store
-        self._enabled = enabled
-        self._executor: ThreadPoolExecutor | None = None
-        self._client: Client | None = None
-
-    def __enter__(self) -> _ReadAhead:
-        return self
-
-    def submit(self, fn: Callable[..., _Read], *args: Any) -> Future[_Read]:
-        if not self._enabled:
-            done: Future[_Read] = Future()
-            try:
-                done.set_result(fn(*args, self._store._client()))
-            except BaseException as exc:
-                done.set_exception(exc)
-            return done
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditstream-export-read")
-        return self._executor.submit(self._run, fn, args)
-
-    def _run(self, fn: Callable[..., _Read], args: tuple[Any, ...]) -> _Read:
-        if self._client is None:
-            try:
-                self._client = create_client(self._store.dsn)
-            except Exception as exc:
-                raise classify(exc, query=True) from exc
-        return fn(*args, self._client)
-
-    def __exit__(self, *exc_info: object) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        # Waits for a read still running (it cannot be interrupted), then closes the
-        # client on the thread that used it.
-        executor.submit(self._close_client)
-        executor.shutdown(wait=True, cancel_futures=False)
-
-    def _close_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()

@@ -1,15 +1,13 @@
 """``/v1/export``: stream every matching event, in constant memory.
 
-``store.export.EventExport`` produces the file: bounded, materialised queries whose
-rows ClickHouse encodes itself (NDJSON, JSON or CSV), handed over in slices of at most
-1 MB. A dedicated thread iterates it, passing the slices to the response through a
-queue of two. So:
+``store.export.EventExport`` produces the file: one streamed query whose rows
+ClickHouse encodes itself (NDJSON, JSON or CSV), read in pieces of about
+``AUDITSTREAM_EXPORT_READ_BYTES`` (1 MiB). A dedicated thread iterates it, passing the
+pieces to the response through a queue of two. So:
 
-* memory stays at about two queries' results (``store.export.BYTES_PER_QUERY`` of
-  encoded rows each: the one handed over and the one read ahead) plus the slices in
-  the queue, however many rows match;
-* the whole iteration runs on one thread — the store keeps a client per thread (the
-  export's read-ahead thread opens a client of its own);
+* memory stays at the engine's blocks in flight plus a few pieces, however many rows
+  match;
+* the whole iteration runs on one thread, the one whose client holds the stream;
 * the event loop never encodes anything, and Python never builds an object per row;
 * a client that disconnects stops the thread at the next slice.
 
@@ -45,8 +43,6 @@ __all__ = ["router"]
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["export"])
 
-# At most this many events per engine query; the reads are sized by bytes below it.
-EXPORT_ROWS_PER_QUERY = 50_000
 _POLL_SECONDS = 0.25  # how often a blocked side re-checks whether the other gave up
 # A consumer that stops reading for this long (a stuck client, a response never
 # started) is abandoned, so the thread and its store connection are not held forever.
@@ -161,10 +157,7 @@ async def export_events(
     f = filters.to_event_filter(tenant, since, until)
 
     def produce() -> Iterator[bytes]:
-        events = EventExport(
-            store, f, format, order=order, rows_per_query=EXPORT_ROWS_PER_QUERY,
-            bytes_per_query=settings.export_read_bytes,
-        )  # fmt: skip
+        events = EventExport(store, f, format, order=order, slice_bytes=settings.export_read_bytes)
         rows = _logged(events, tenant)
         if not include_proof:
             return rows
@@ -194,7 +187,7 @@ async def export_events(
 
 
 def _logged(events: EventExport, tenant: str) -> Iterator[bytes]:
-    """The export's bytes, then one log line of what it read (how large its reads were)."""
+    """The export's bytes, then one log line of what it handed out (rows, bytes, largest piece)."""
     yield from events
     log.info(
         "export streamed",
@@ -202,9 +195,9 @@ def _logged(events: EventExport, tenant: str) -> Iterator[bytes]:
             "tenant": tenant,
             "format": events.format,
             "rows": events.rows,
-            "queries": events.queries,
-            "largest_read_bytes": events.largest_bytes,
-            "read_bytes": events.bytes_per_query,
+            "bytes": events.bytes,
+            "largest_item_bytes": events.largest_item,
+            "read_bytes": events.slice_bytes,
         },
     )
 
