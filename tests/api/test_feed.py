@@ -193,8 +193,11 @@ def _edit(cursor: str, **changes: Any) -> str:
 
 
 def test_feed_needs_exporter_and_only_an_operator_picks_a_tenant(
-    client: TestClient, tokens: dict[str, str]
+    client: TestClient, tokens: dict[str, str], store: Store
 ) -> None:
+    p = Producer(store)  # its own events of B (offsets above the other tests'): runs alone too
+    p.offsets = {0: itertools.count(10_000), 1: itertools.count(10_000)}
+    p.batch(3, tenant=B)
     for role in ("reader", "ingest"):
         r = client.get("/v1/feed", headers=auth(tokens, f"{A}:{role}"))
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (role, r.text)
@@ -202,7 +205,8 @@ def test_feed_needs_exporter_and_only_an_operator_picks_a_tenant(
         r = client.get("/v1/feed", params={"tenant": B}, headers=auth(tokens, f"{A}:{role}"))
         assert r.status_code == 403 and r.json()["error"]["field"] == "tenant", (role, r.text)
     body = page(client, tokens, who=f"{A}:operator", tenant=B, limit=1000)
-    assert body["data"] and {e["tenant_id"] for e in body["data"]} == {B}
+    assert {e["tenant_id"] for e in body["data"]} == {B}
+    assert set(p.sent[B]) <= {e["event_id"] for e in body["data"]}
 
 
 def _trail(kafka_bootstrap: str, topic: str, key_id: str, sessions: int) -> list[dict[str, Any]]:
