@@ -25,12 +25,12 @@ in ``slice_bytes`` pieces, each cut after its last line break so it holds whole 
 Rows are counted with ``bytes.count`` (C), never a Python loop per row. The first item
 comes after the first read, so a query that fails outright fails before any byte.
 Iterate an export on one thread: the stream belongs to a client opened on that thread
-for this export and closed with it (also when the consumer stops early, which cancels
-the query).
+for this export and closed with it, also when the consumer stops early (closing the
+stream ends the query).
 
-Until stop 27 an export was a sequence of bounded materialised reads (per-minute plan,
+Through stop 27 an export was a sequence of bounded materialised reads (per-minute plan,
 windows, keyset chunks): a benchmark reading clickhouse-connect's stream line by line
-(one byte per call) had made streaming look ~3k rows/s. Read in pieces it is faster and
+(one byte per call) had made streaming look ~2k rows/s. Read in pieces it is faster and
 holds less (``bench/RESULTS.md``, issue 12 stop 28).
 """
 
@@ -49,6 +49,8 @@ __all__ = [
 import codecs
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Literal
+
+from clickhouse_connect.driver.client import Client
 
 from auditstream.store.client import create_client
 from auditstream.store.errors import StoreError, classify
@@ -299,10 +301,11 @@ class EventExport:
             self.bytes += len(out)
             self.largest_item = max(self.largest_item, len(out))
             yield out
-        end = (
-            {"csv": _CSV_HEADER, "json": b"[]\n"}.get(fmt, b"") if first else b"]\n" if fmt == "json" else b""
-        )
-        if end or first:
+        if first:  # nothing matched: a file of its format all the same
+            end = {"csv": _CSV_HEADER, "json": b"[]\n"}.get(fmt, b"")
+        else:
+            end = b"]\n" if fmt == "json" else b""
+        if end:
             self.bytes += len(end)
             yield end
 
@@ -332,7 +335,7 @@ class EventExport:
         finally:
             client.close()
 
-    def _open(self, client: Any) -> IO[bytes]:
+    def _open(self, client: Client) -> IO[bytes]:
         try:
             stream: IO[bytes] = client.raw_stream(self.sql(), parameters=self._params)
         except StoreError:
