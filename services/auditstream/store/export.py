@@ -48,9 +48,8 @@ __all__ = [
 
 import codecs
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Literal
-
-from clickhouse_connect.driver.client import Client
 
 from auditstream.store.client import create_client
 from auditstream.store.errors import StoreError, classify
@@ -311,16 +310,16 @@ class EventExport:
 
     def _lines(self) -> Iterator[bytes]:
         """The stream in pieces of about ``slice_bytes`` that end after a line break."""
-        try:
+        with _engine_errors():
             client = create_client(self.store.dsn)
-        except Exception as exc:
-            raise classify(exc, query=True) from exc
         try:
-            stream = self._open(client)
+            with _engine_errors():
+                stream: IO[bytes] = client.raw_stream(self.sql(), parameters=self._params)
             try:
                 carry = b""
                 while True:
-                    chunk = self._read(stream)
+                    with _engine_errors():
+                        chunk = stream.read(self.slice_bytes)
                     if not chunk:
                         break
                     buf = carry + chunk if carry else chunk
@@ -335,19 +334,13 @@ class EventExport:
         finally:
             client.close()
 
-    def _open(self, client: Client) -> IO[bytes]:
-        try:
-            stream: IO[bytes] = client.raw_stream(self.sql(), parameters=self._params)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise classify(exc, query=True) from exc
-        return stream
 
-    def _read(self, stream: IO[bytes]) -> bytes:
-        try:
-            return stream.read(self.slice_bytes)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise classify(exc, query=True) from exc
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    """The driver's failures as the store's errors; an export is a read (``query=True``)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise classify(exc, query=True) from exc

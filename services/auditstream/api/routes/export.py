@@ -9,7 +9,7 @@ pieces to the response through a queue of two. So:
   match;
 * the whole iteration runs on one thread, the one whose client holds the stream;
 * the event loop never encodes anything, and Python never builds an object per row;
-* a client that disconnects stops the thread at the next slice.
+* a client that disconnects stops the thread at the next piece.
 
 The first slice is fetched before the response starts, so a query that fails
 outright still gets a proper JSON error status instead of a broken 200.
