@@ -7,6 +7,7 @@ switch at its seam (``insert_rows``), so an outage can be started and ended on c
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
@@ -119,10 +120,18 @@ async def test_a_row_clickhouse_refuses_goes_to_the_dlq_and_the_partition_moves_
         await producer.flush()
     finally:
         await producer.stop()
-    processor = Processor(_settings(kafka_bootstrap, topics, tmp_path, group), store)
+    # Not the default, so the assertion below sees the processor set it.
+    settings = _settings(kafka_bootstrap, topics, tmp_path, group).model_copy(
+        update={"switch_interval_ms": 2.0}
+    )
+    before = sys.getswitchinterval()
+    assert before != pytest.approx(0.002)
+    processor = Processor(settings, store)
     await processor.start()
     everything = EventFilter(tenant_id="acme", since=datetime(2000, 1, 1, tzinfo=UTC))
     try:
+        # The processor's switch interval holds while it runs (processor/switch_interval.py).
+        assert sys.getswitchinterval() == pytest.approx(settings.switch_interval_ms / 1000)
         await _until(lambda: store.count_events(everything) == len(events) - 1, "the other events stored")
 
         async def committed_all() -> bool:
@@ -135,6 +144,7 @@ async def test_a_row_clickhouse_refuses_goes_to_the_dlq_and_the_partition_moves_
     finally:
         await processor.stop()
         await asyncio.to_thread(store.close)
+    assert sys.getswitchinterval() == pytest.approx(before), "stop gives the process its interval back"
     letters = await _dead_letters(kafka_bootstrap, topics.dlq, expected=1)
     assert len(letters) == 1
     headers = read_dead_letter_headers(letters[0].headers)

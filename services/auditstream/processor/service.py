@@ -29,6 +29,7 @@ from auditstream.processor.gc_tuning import tune_gc_for_batches
 from auditstream.processor.lag import record_lag
 from auditstream.processor.sink import ClickHouseSink
 from auditstream.processor.step import BatchNotStored, EarlierBatchNotWritten
+from auditstream.processor.switch_interval import set_switch_interval
 from auditstream.retry import Backoff
 from auditstream.store.store import Store
 
@@ -88,10 +89,13 @@ class Processor:
         self.batches = 0
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
+        self._previous_switch_ms: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         self.state = "starting"
+        if self._previous_switch_ms is None:
+            self._previous_switch_ms = set_switch_interval(self.settings.switch_interval_ms)
         await self.app.start()
         if self.settings.gc_tuning:
             tune_gc_for_batches()
@@ -103,7 +107,12 @@ class Processor:
     async def stop(self) -> None:
         if self.state != "failed":
             self.state = "stopping"
-        await self.app.stop()
+        try:
+            await self.app.stop()
+        finally:
+            if self._previous_switch_ms is not None:
+                set_switch_interval(self._previous_switch_ms)
+                self._previous_switch_ms = None
         if self.state != "failed":
             self.state = "stopped"
 
