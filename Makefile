@@ -4,10 +4,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# rustup's cargo, for the native fast path (setup.py: optional, skipped without a toolchain).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: setup run test lint fmt bench broker-start broker-stop clean dist
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py native/fastpath/Cargo.toml $(wildcard native/fastpath/src/*.rs)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         description="The interpreter's thread switch interval while the processor runs (CPython: 5).",
     )
 
+    # The Rust fast path (native/fastpath) when the installation has it; off, the msgspec one.
+    # Both accept only what the pydantic model accepts (tests/events/test_fastpath.py).
+    native_fastpath: bool = Field(
+        True,
+        description="Decode valid events with the native (Rust) fast path when it is built.",
+    )
+
     # --- integrity of the log ----------------------------------------------------
     ingest_secret: SecretStr | None = Field(
         None,

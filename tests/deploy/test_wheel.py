@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import auditstream
+from auditstream.events import fastpath
 from tests.deploy.conftest import REPO, Installed, clean_env
 from tests.deploy.installed_run import pipeline_env, run_demo_and_query
 from tests.fixtures.kafka import new_topics
@@ -25,12 +26,17 @@ pytestmark = [pytest.mark.dist]
 DEMO_EVENTS = 500
 
 
+def _source(path: Path) -> bool:
+    # The compiled native fast path is built for the wheel, not copied: checked by name below.
+    return path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".so")
+
+
 def runtime_files() -> dict[str, Path]:
     """Every file the package reads at run time: wheel path -> source file."""
     files: dict[str, Path] = {}
     package = REPO / "services" / "auditstream"
     for path in package.rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        if _source(path):
             files[f"auditstream/{path.relative_to(package).as_posix()}"] = path
     schemas = REPO / "schemas"
     for path in schemas.rglob("*"):
@@ -50,6 +56,9 @@ def test_the_wheel_carries_every_runtime_file_and_nothing_of_the_repository(buil
     top_level = {name.split("/", 1)[0] for name in names}
     assert top_level == {"auditstream", f"auditstream-{auditstream.__version__}.dist-info"}, top_level
     assert any(re.fullmatch(r"auditstream/schemas/clickhouse/\d{4}_\w+\.sql", n) for n in names)
+    # Built where this suite's package was (a Rust toolchain at hand): the wheel has it too.
+    if fastpath.NATIVE:
+        assert any(re.fullmatch(r"auditstream/events/_fastpath_native\..*\.so", n) for n in names), names
 
 
 def test_installed_version_and_dry_run_migrate_outside_the_repository(
@@ -66,6 +75,17 @@ def test_installed_version_and_dry_run_migrate_outside_the_repository(
     )
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"auditstream {auditstream.__version__}"
+    if fastpath.NATIVE:
+        # The wheel's compiled module loads there (an import error would silently mean msgspec).
+        native = subprocess.run(
+            [str(installed.python), "-c", "from auditstream.events.fastpath import NATIVE; print(NATIVE)"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert native.stdout.strip() == "True", native.stdout + native.stderr
 
     dry = subprocess.run(
         [str(installed.command), "migrate", "--dry-run"],

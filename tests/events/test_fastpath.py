@@ -1,9 +1,12 @@
-"""The msgspec fast path (events/fastpath.py) accepts only what pydantic accepts, with the same row.
+"""The fast paths (events/fastpath.py) accept only what pydantic accepts, with the same row.
+
+Both of them: the msgspec one (``decode_fast``) and the native one (``decode_many``,
+native/fastpath in Rust), each judged alone against pydantic.
 
 Over every corpus we have (hostile, malformed, the schema-agreement corpus, generated
 valid events, and the subtle cases below), for each raw message:
 
-* when ``decode_fast`` accepts it, ``parse_event`` (pydantic) accepts it too and
+* when a fast path accepts it, ``parse_event`` (pydantic) accepts it too and
   ``enrich`` makes an identical row from both: every column, types included, so the
   content hash too;
 * ``process_batch`` (fast path, then pydantic for the rest) gives exactly the rows and
@@ -15,6 +18,7 @@ valid events, and the subtle cases below), for each raw message:
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +30,7 @@ import pytest
 from auditstream.bench.messages import encode_messages
 from auditstream.demo.generator import generate_events
 from auditstream.demo.malformed import malformed_messages
-from auditstream.events.fastpath import decode_fast
+from auditstream.events.fastpath import NATIVE, decode_fast, decode_many
 from auditstream.events.stored import enrich
 from auditstream.events.validation import InvalidEvent, parse_event
 from auditstream.processor import batch as batch_module
@@ -36,6 +40,26 @@ from tests.events.test_schema_agreement import NOW as SCHEMA_NOW
 from tests.faults.hostile import hostile_messages, tricky_valid_events
 
 NOW = datetime.now(UTC)
+
+# CI sets it: there the native module must have been built, not silently skipped.
+_REQUIRE_NATIVE = os.environ.get("AUDITSTREAM_TEST_REQUIRE_NATIVE") == "1"
+
+
+def _native_one(raw: object, now: datetime) -> Any:
+    return decode_many([raw], now)[0]
+
+
+def _decoder(name: str) -> Any:
+    if name == "msgspec":
+        return decode_fast
+    if not NATIVE:
+        if _REQUIRE_NATIVE:
+            pytest.fail("the native fast path is not built (AUDITSTREAM_TEST_REQUIRE_NATIVE=1)")
+        pytest.skip("the native fast path is not built here (no Rust toolchain at install)")
+    return _native_one
+
+
+DECODERS = ["msgspec", "native"]
 
 BASE: dict[str, Any] = {
     "occurred_at": "2026-03-10T10:13:21.123Z",
@@ -282,11 +306,13 @@ def _same_row(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a == b and [type(x) for x in a] == [type(x) for x in b]
 
 
+@pytest.mark.parametrize("name", DECODERS)
 @pytest.mark.parametrize("now", [NOW, SCHEMA_NOW], ids=["now", "schema-now"])
-def test_fast_path_accepts_only_what_pydantic_accepts_with_the_same_row(now: datetime) -> None:
+def test_fast_path_accepts_only_what_pydantic_accepts_with_the_same_row(name: str, now: datetime) -> None:
+    decode = _decoder(name)
     accepted = 0
     for label, raw in CORPORA:
-        fast = decode_fast(raw, now)
+        fast = decode(raw, now)
         if fast is None:
             continue
         accepted += 1
@@ -296,13 +322,15 @@ def test_fast_path_accepts_only_what_pydantic_accepts_with_the_same_row(now: dat
     assert accepted >= 500
 
 
-def test_combined_path_gives_the_same_rows_and_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", DECODERS)
+def test_combined_path_gives_the_same_rows_and_reasons(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _decoder(name)
     messages = [
         KafkaMessage(topic="t", partition=i % 3, offset=i, key=None, value=raw)
         for i, (_, raw) in enumerate(CORPORA)
     ]
-    with_fast = process_batch(messages, received_at=NOW, now=NOW, retention_days=400)
-    monkeypatch.setattr(batch_module, "decode_fast", lambda raw, now: None)
+    with_fast = process_batch(messages, received_at=NOW, now=NOW, retention_days=400, native=name == "native")
+    monkeypatch.setattr(batch_module, "decode_many", lambda values, now, native: [None] * len(values))
     without = process_batch(messages, received_at=NOW, now=NOW, retention_days=400)
     assert len(with_fast.rows) == len(without.rows) > 500
     for a, b in zip(with_fast.rows, without.rows, strict=True):
@@ -314,33 +342,40 @@ def test_combined_path_gives_the_same_rows_and_reasons(monkeypatch: pytest.Monke
     assert len(with_fast.rejected) > 300
 
 
-def test_combined_verdict_is_the_json_schemas() -> None:
+@pytest.mark.parametrize("name", DECODERS)
+def test_combined_verdict_is_the_json_schemas(name: str) -> None:
+    decode = _decoder(name)
     for label, doc in CORPUS:
         raw = _dump_any(doc)
-        fast = decode_fast(raw, SCHEMA_NOW)
+        fast = decode(raw, SCHEMA_NOW)
         verdict = fast is not None or _pydantic(raw, SCHEMA_NOW)[0] == "ok"
         assert verdict == VALIDATOR.is_valid(doc), label
 
 
-def test_generated_valid_events_take_the_fast_path() -> None:
+@pytest.mark.parametrize("name", DECODERS)
+def test_generated_valid_events_take_the_fast_path(name: str) -> None:
+    decode = _decoder(name)
     # The processor's benchmark events and the demo generator's, every kind of event it makes.
     raws = [raw for _, raw in encode_messages(2000, seed=9)]
     raws += [orjson.dumps(e) for e in generate_events(2000, tenants=("a", "b", "c"), seed=4)]
     # Their times end at the moment they are made, later than the module's NOW (taken when
     # the suite was collected, minutes earlier in a full run): judge them against now.
     now = datetime.now(UTC)
-    assert all(decode_fast(raw, now) is not None for raw in raws)
+    assert all(decode(raw, now) is not None for raw in raws)
 
 
-def test_fast_path_keeps_the_duplicate_key_rule() -> None:
+@pytest.mark.parametrize("name", DECODERS)
+def test_fast_path_keeps_the_duplicate_key_rule(name: str) -> None:
     raw = orjson.dumps(BASE).replace(b'"tenant_id":"acme"', b'"tenant_id":"acme","tenant_id":"evil"')
-    assert decode_fast(raw, NOW) is None
+    assert _decoder(name)(raw, NOW) is None
     with pytest.raises(InvalidEvent, match="tenant_id: duplicate key"):
         parse_event(raw, now=NOW)
 
 
-def test_random_mutations_of_valid_events_agree() -> None:
+@pytest.mark.parametrize("name", DECODERS)
+def test_random_mutations_of_valid_events_agree(name: str) -> None:
     """Byte-level mutations of generated events (a fuzz with a fixed seed, bounded in size)."""
+    decode = _decoder(name)
     rng = random.Random(12)
     raws = [orjson.dumps(e) for e in generate_events(300, tenants=("acme",), seed=5)]
     alphabet = b'{}[]":,0129aZ\\\x00\x7f\xc3\xa9 -.eE'
@@ -357,8 +392,33 @@ def test_random_mutations_of_valid_events_agree() -> None:
                 else:
                     data.insert(pos, rng.choice(alphabet))
             mutated = bytes(data)
-            fast = decode_fast(mutated, NOW)
+            fast = decode(mutated, NOW)
             if fast is not None:
                 verdict, event = _pydantic(mutated, NOW)
                 assert verdict == "ok", (mutated, event)
                 assert _same_row(_row(fast), _row(event)), mutated
+
+
+def test_native_batch_is_its_elements_one_by_one() -> None:
+    """One call over the whole corpus (non-bytes values included) decides each value as alone."""
+    _decoder("native")
+    raws: list[Any] = [raw for _, raw in CORPORA] + [None, "text", bytearray(b"{}"), b"", b"x" * 70_000]
+    together = decode_many(raws, NOW)
+    assert len(together) == len(raws)
+    for raw, fast in zip(raws, together, strict=True):
+        alone = _native_one(raw, NOW)
+        assert (fast is None) == (alone is None), raw
+        if fast is not None:
+            assert _same_row(_row(fast), _row(alone))
+    assert together[-5:] == [None] * 5
+
+
+def test_native_and_msgspec_accept_the_same_generated_events() -> None:
+    """Where both are sure, they build the same row; neither may be lazier on valid events."""
+    _decoder("native")
+    raws = [orjson.dumps(e) for e in generate_events(1000, tenants=("acme",), seed=8)]
+    now = datetime.now(UTC)
+    for raw, native in zip(raws, decode_many(raws, now), strict=True):
+        fast = decode_fast(raw, now)
+        assert native is not None and fast is not None
+        assert _same_row(_row(native), _row(fast))

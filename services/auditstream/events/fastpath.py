@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -52,7 +53,16 @@ from auditstream.events.model import (
 )
 from auditstream.events.validation import MAX_EVENT_BYTES, repeats_keys
 
-__all__ = ["FastActor", "FastChange", "FastEvent", "FastResource", "FastSource", "decode_fast"]
+__all__ = [
+    "NATIVE",
+    "FastActor",
+    "FastChange",
+    "FastEvent",
+    "FastResource",
+    "FastSource",
+    "decode_fast",
+    "decode_many",
+]
 
 # Bounds as in model.py (a string's length in code points, as pydantic and JSON Schema count).
 Id256 = Annotated[str, Meta(min_length=1, max_length=256)]
@@ -245,3 +255,52 @@ def _safe_scalar(value: object) -> bool:
     if kind is int:
         return _INT64_MIN <= value <= _INT64_MAX  # type: ignore[operator]
     return False
+
+
+# --- the native fast path (native/fastpath, Rust) -------------------------------------------
+#
+# The same contract as decode_fast, for a whole batch, with the parse and the rules run
+# outside the GIL: the largest per-event cost of the processor moves off the thread the event
+# loop shares (bench/RESULTS.md, issue 12 stop 31). It builds these same structs, so enrich
+# and everything after it cannot tell which path decoded an event. Optional: it is built when
+# the package is installed with a Rust toolchain; without one decode_many runs decode_fast.
+try:
+    from auditstream.events import _fastpath_native as _native  # type: ignore[attr-defined]
+except ImportError:  # no Rust toolchain where the package was built
+    _native = None
+else:
+    _native.configure(
+        FastEvent,
+        FastActor,
+        FastResource,
+        FastSource,
+        FastChange,
+        (ActorType.user, ActorType.service, ActorType.api_key, ActorType.system),
+        (Outcome.success, Outcome.failure, Outcome.unknown),
+        uuid.UUID,
+        uuid.SafeUUID.unknown,
+        canonical_ip,
+        UTC,
+    )
+
+NATIVE: bool = _native is not None
+"""Whether the native fast path is built into this installation."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def decode_many(
+    values: Sequence[object], now: datetime | None, *, native: bool = True
+) -> list[FastEvent | None]:
+    """:func:`decode_fast` of each of ``values``, by the native fast path when it is built.
+
+    ``native=False`` runs the msgspec path (tests compare the two; the benchmark measures
+    each). An element is ``None`` where the pydantic path must decide.
+    """
+    if native and _native is not None:
+        if now is None:
+            now = datetime.now(UTC)
+        delta = now - _EPOCH
+        now_us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return _native.decode_many(values if type(values) is list else list(values), now_us, MAX_EVENT_BYTES)
+    return [decode_fast(value, now) for value in values]

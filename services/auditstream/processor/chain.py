@@ -35,6 +35,7 @@ def build_chain(
     dead_letter_backoff: Backoff,
     acknowledge: Callable[[Sequence[Incoming]], None],
     on_committed: Callable[[ProcessedBatch], None],
+    native_fastpath: bool = True,
 ) -> Validate:
     """The first step after fetch; what the fetch step submits each batch to."""
     commit = Commit(acknowledge=acknowledge, on_committed=on_committed)
@@ -42,5 +43,10 @@ def build_chain(
     write = IdentityCheckAndWrite(dead_letters, sink=sink, topic=topic)
     in_order: InOrder[ProcessedBatch] = InOrder(write, max_in_flight=batches_in_flight)
     return Validate(
-        in_order, process=process, attributor=attributor, retention_days=retention_days, encode=sink.encode
+        in_order,
+        process=process,
+        attributor=attributor,
+        retention_days=retention_days,
+        encode=sink.encode,
+        native=native_fastpath,
     )

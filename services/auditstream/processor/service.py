@@ -69,6 +69,7 @@ class Processor:
             dead_letter_backoff=backoff,
             acknowledge=self._acknowledge,
             on_committed=self._committed,
+            native_fastpath=settings.native_fastpath,
         )
         fetcher = functools.partial(
             BatchFetcher,

@@ -37,11 +37,16 @@ class Validate(Forward):
         attributor: Attributor | None,
         retention_days: int | None,
         encode: Encode | None = None,
+        native: bool = True,
     ) -> None:
         super().__init__(next_step)
         self.process = process
         self.encode = encode
-        self.options: dict[str, Any] = {"attributor": attributor, "retention_days": retention_days}
+        self.options: dict[str, Any] = {
+            "attributor": attributor,
+            "retention_days": retention_days,
+            "native": native,
+        }
 
     async def submit(self, item: Sequence[Incoming]) -> None:
         metrics.CONSUMED.inc(len(item))
