@@ -22,6 +22,7 @@ from pathlib import Path
 # Frames whose inclusive share of the samples is reported (substring of "function (file)").
 FRAMES = {
     "validate (process_batch)": "process_batch (",
+    "  decode_many (native fast path)": "decode_many (",
     "  decode_fast (msgspec fast path)": "decode_fast (",
     "  parse_event (pydantic + checks)": "parse_event (",
     "  enrich (row build + hash)": "enrich (",
