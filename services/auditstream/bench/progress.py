@@ -37,14 +37,15 @@ class Progress:
         has just joined finds a backlog, so its first batch is as large as a batch may be
         (two batches of ~70,000 events in the 500,000-event run), and it is validated while
         nothing is measured yet: counting its rows from the last empty sample, as this did
-        until issue 12 stop 32, credited them at no cost, which favoured a short run (a third
-        more events/s at 300,000 events than at 500,000, bench/RESULTS.md). When every row
-        shows in one sample there is no steady state to measure and that older figure,
-        :meth:`rate_with_first_batch`, is what there is.
+        until issue 12 stop 32, credited them at no cost, which favoured a short run (42,327
+        events/s at 300,000 events against 22,916 at 500,000, back to back, bench/RESULTS.md).
+        When every row shows in one sample there is no steady state to measure and that older
+        figure, :meth:`rate_with_first_batch`, is what there is.
         """
-        if not self.samples or self.last_count == 0:
+        first = self._first_with_rows()
+        if first is None:
             return None
-        t0, n0 = next((t, n) for t, n in self.samples if n > 0)
+        t0, n0 = first
         t1, n1 = self.samples[-1]
         if n1 == n0 or t1 <= t0:
             return self.rate_with_first_batch()
@@ -67,7 +68,11 @@ class Progress:
     @property
     def first_batch_rows(self) -> int:
         """Rows in the first sample that had any (what :meth:`sustained_rate` leaves out)."""
-        return next((n for _, n in self.samples if n > 0), 0)
+        first = self._first_with_rows()
+        return first[1] if first is not None else 0
+
+    def _first_with_rows(self) -> tuple[float, int] | None:
+        return next(((t, n) for t, n in self.samples if n > 0), None)
 
     def total_rate(self) -> float | None:
         """Rows/s from start (consumer not yet joined) to the last sample."""
