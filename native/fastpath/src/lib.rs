@@ -1,29 +1,27 @@
-//! The processor's native fast path: a batch of Kafka values decoded and validated in Rust.
+//! The processor's native fast path: a batch of Kafka values decoded, validated and enriched in Rust.
 //!
 //! Same contract as the msgspec fast path (services/auditstream/events/fastpath.py): it only
-//! ever *accepts*. For each value it returns the validated event as the fast path's own
-//! structs (`FastEvent`, `FastActor`, ...), or `None` for anything it is not sure of; the
-//! caller then runs the pydantic path, which accepts the event too or names the field. So
-//! no reject reason is worded here, and a rule this file gets stricter than the schema only
-//! costs speed, never a wrong verdict. tests/events/test_fastpath.py proves, over the
-//! hostile, malformed, schema-agreement and generated corpora, that what this accepts
-//! pydantic accepts with an identical row.
+//! ever *accepts*. For each value it returns the event's `audit_events` row (row.rs), the one
+//! `enrich` makes of the pydantic model, or `None` for anything it is not sure of; the caller
+//! then runs the pydantic path, which accepts the event too or names the field. So no reject
+//! reason is worded here, and a rule this file gets stricter than the schema only costs
+//! speed, never a wrong verdict. tests/events/test_fastpath.py proves, over the hostile,
+//! malformed, schema-agreement and generated corpora, that what this accepts pydantic
+//! accepts with an identical row (content hash included).
 //!
-//! Why Rust: validation was the largest share of the processor's GIL time (~9.5 µs of
-//! ~14 µs per event in `decode_fast`). Here the parse and every rule run with the GIL
-//! released, for the whole batch; only building the Python objects holds it.
+//! Why Rust: validation and enrichment were the largest share of the processor's GIL time.
+//! Here the parse, every rule and the content hash run with the GIL released, for the whole
+//! batch; only asking the model's Python functions and building the rows hold it.
 //!
-//! The rules are the model's (services/auditstream/events/model.py), written out by hand
-//! rather than through a regex engine so that each one reads as the pattern it stands for:
-//! the patterns are ASCII classes, anchored at both ends (ECMA-262 / pydantic `$`).
+//! This file holds the parse and the rules. They are the model's
+//! (services/auditstream/events/model.py), written out by hand rather than through a regex
+//! engine so that each one reads as the pattern it stands for: the patterns are ASCII
+//! classes, anchored at both ends (ECMA-262 / pydantic `$`).
 
 use std::collections::HashSet;
 use std::fmt;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyTuple};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -445,216 +443,17 @@ fn check(raw: &[u8], now_us: i64) -> Option<Checked> {
     Some(Checked { event, occurred_us, event_id, ip_canonical })
 }
 
-// --- the Python side ----------------------------------------------------------------------
+// --- the Python side: row.rs (rows), content.rs (the content hash's bytes) -----------------
 
-/// What `configure` was given: the structs to build and the objects to fill them with.
-struct Types {
-    event: Py<PyAny>,
-    actor: Py<PyAny>,
-    resource: Py<PyAny>,
-    source: Py<PyAny>,
-    change: Py<PyAny>,
-    actor_types: [Py<PyAny>; 4],
-    outcomes: [Py<PyAny>; 3],
-    uuid: Py<PyAny>,
-    uuid_safe: Py<PyAny>,
-    object_new: Py<PyAny>,
-    object_setattr: Py<PyAny>,
-    canonical_ip: Py<PyAny>,
-    utc: Py<PyAny>,
-    version: Py<PyAny>,
-}
-
-static TYPES: GILOnceCell<Types> = GILOnceCell::new();
-
-/// Hand over the fast path's structs and what fills them (once, from fastpath.py).
-///
-/// `actor_types` in the order user, service, api_key, system; `outcomes` success, failure,
-/// unknown; `canonical_ip` is model.py's (the one implementation of the IPv6 rule).
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn configure(
-    py: Python<'_>,
-    event: Py<PyAny>,
-    actor: Py<PyAny>,
-    resource: Py<PyAny>,
-    source: Py<PyAny>,
-    change: Py<PyAny>,
-    actor_types: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>),
-    outcomes: (Py<PyAny>, Py<PyAny>, Py<PyAny>),
-    uuid: Py<PyAny>,
-    uuid_safe: Py<PyAny>,
-    canonical_ip: Py<PyAny>,
-    utc: Py<PyAny>,
-) -> PyResult<()> {
-    let builtins = py.import("builtins")?;
-    let object = builtins.getattr("object")?;
-    let types = Types {
-        event,
-        actor,
-        resource,
-        source,
-        change,
-        actor_types: [actor_types.0, actor_types.1, actor_types.2, actor_types.3],
-        outcomes: [outcomes.0, outcomes.1, outcomes.2],
-        uuid,
-        uuid_safe,
-        object_new: object.getattr("__new__")?.unbind(),
-        object_setattr: object.getattr("__setattr__")?.unbind(),
-        canonical_ip,
-        utc,
-        version: "1".into_pyobject(py)?.into_any().unbind(),
-    };
-    // A second call (a reload in tests) keeps the first: the objects are the same ones.
-    let _ = TYPES.set(py, types);
-    Ok(())
-}
-
-fn opt_str(py: Python<'_>, s: &Option<String>) -> PyObject {
-    match s {
-        Some(v) => v.into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None()),
-        None => py.None(),
-    }
-}
-
-fn scalar_object(py: Python<'_>, v: &Option<Value>) -> PyResult<PyObject> {
-    Ok(match v {
-        None | Some(Value::Null) => py.None(),
-        Some(Value::Bool(b)) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
-        Some(Value::String(s)) => s.into_pyobject(py)?.into_any().unbind(),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(i) => i.into_pyobject(py)?.into_any().unbind(),
-            None => return Err(PyTypeError::new_err("not an int64")), // safe_scalar refused it
-        },
-        _ => return Err(PyTypeError::new_err("not a scalar")),
-    })
-}
-
-/// The event as the fast path's structs, or `None` (an IPv6 address model.py refuses).
-fn build(py: Python<'_>, t: &Types, c: Checked) -> PyResult<PyObject> {
-    let e = c.event;
-    let a = e.actor;
-    let ip = match (&a.ip, c.ip_canonical) {
-        (Some(text), false) => match t.canonical_ip.call1(py, (text,)) {
-            Ok(value) => value,
-            Err(_) => return Ok(py.None()),
-        },
-        _ => opt_str(py, &a.ip),
-    };
-    let kind = t.actor_types[a.kind.unwrap_or(ActorType::User) as usize].clone_ref(py);
-    let actor = t.actor.call1(
-        py,
-        (a.id, kind, opt_str(py, &a.name), opt_str(py, &a.email), ip, opt_str(py, &a.user_agent)),
-    )?;
-    let resource = match &e.resource {
-        Some(r) => t.resource.call1(py, (opt_str(py, &r.kind), opt_str(py, &r.id), opt_str(py, &r.name)))?,
-        None => py.None(),
-    };
-    let source = match &e.source {
-        Some(s) => t
-            .source
-            .call1(py, (opt_str(py, &s.service), opt_str(py, &s.host), opt_str(py, &s.request_id)))?,
-        None => py.None(),
-    };
-    let changes = match &e.changes {
-        Some(list) => {
-            let out = PyList::empty(py);
-            for ch in list {
-                out.append(t.change.call1(py, (&ch.field, scalar_object(py, &ch.old)?, scalar_object(py, &ch.new)?))?)?;
-            }
-            out.into_any().unbind()
-        }
-        None => py.None(),
-    };
-    let details = match &e.details {
-        Some(pairs) => {
-            let out = PyDict::new(py);
-            for (k, v) in pairs {
-                out.set_item(k, v)?;
-            }
-            out.into_any().unbind()
-        }
-        None => py.None(),
-    };
-    let event_id = match c.event_id {
-        Some(bits) => {
-            // uuid.UUID(text) without its Python parse: what UUID.__init__ sets, set directly.
-            let u = t.object_new.call1(py, (t.uuid.clone_ref(py),))?;
-            t.object_setattr.call1(py, (&u, "int", bits))?;
-            t.object_setattr.call1(py, (&u, "is_safe", t.uuid_safe.clone_ref(py)))?;
-            u
-        }
-        None => py.None(),
-    };
-    let secs = c.occurred_us.div_euclid(1_000_000);
-    let micros = c.occurred_us.rem_euclid(1_000_000) as u32;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    let utc = t.utc.bind(py).downcast::<pyo3::types::PyTzInfo>()?;
-    let occurred = PyDateTime::new(
-        py,
-        y as i32,
-        m as u8,
-        d as u8,
-        (sod / 3600) as u8,
-        (sod % 3600 / 60) as u8,
-        (sod % 60) as u8,
-        micros,
-        Some(utc),
-    )?;
-    let outcome = t.outcomes[e.outcome.unwrap_or(Outcome::Success) as usize].clone_ref(py);
-    let args = PyTuple::new(
-        py,
-        [
-            occurred.into_any().unbind(),
-            e.tenant_id.into_pyobject(py)?.into_any().unbind(),
-            e.action.into_pyobject(py)?.into_any().unbind(),
-            actor,
-            resource,
-            outcome,
-            opt_str(py, &e.reason),
-            event_id,
-            source,
-            changes,
-            details,
-            t.version.clone_ref(py),
-        ],
-    )?;
-    t.event.call1(py, args)
-}
-
-/// Decode and validate `values` (a list of Kafka values): a list of events and `None`s.
-///
-/// `now_us` bounds `occurred_at` (UTC microseconds since the epoch, as model.py's `now`);
-/// `max_bytes` is the size limit. Anything but non-empty `bytes` within it is `None`.
-#[pyfunction]
-fn decode_many(py: Python<'_>, values: &Bound<'_, PyList>, now_us: i64, max_bytes: usize) -> PyResult<PyObject> {
-    let t = TYPES.get(py).ok_or_else(|| PyTypeError::new_err("configure() was not called"))?;
-    let mut raws: Vec<Option<&[u8]>> = Vec::with_capacity(values.len());
-    let bound: Vec<Bound<'_, PyAny>> = values.iter().collect();
-    for value in &bound {
-        raws.push(match value.downcast_exact::<PyBytes>() {
-            Ok(b) if !b.as_bytes().is_empty() && b.as_bytes().len() <= max_bytes => Some(b.as_bytes()),
-            _ => None,
-        });
-    }
-    // The parse and every rule, with the GIL released: the event loop runs meanwhile.
-    let checked: Vec<Option<Checked>> =
-        py.allow_threads(|| raws.iter().map(|raw| raw.and_then(|r| check(r, now_us))).collect());
-    let out = PyList::empty(py);
-    for c in checked {
-        match c {
-            Some(c) => out.append(build(py, t, c)?)?,
-            None => out.append(py.None())?,
-        }
-    }
-    Ok(out.into_any().unbind())
-}
+mod content;
+mod native;
+mod row;
 
 #[pymodule]
 fn _fastpath_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(configure, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_many, m)?)?;
+    m.add_function(wrap_pyfunction!(row::configure, m)?)?;
+    m.add_function(wrap_pyfunction!(row::enrich_many, m)?)?;
+    m.add_function(wrap_pyfunction!(row::native_columns, m)?)?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-"""The processor's compiled hot path: a valid Kafka event decoded by msgspec, not pydantic.
+"""The processor's compiled hot paths: a valid Kafka event decoded by msgspec or Rust, not pydantic.
 
 ``AuditEvent.model_validate_json`` plus the duplicate-key scan was the largest
 per-event cost of the processor (36 % of the GIL-holding samples at full rate,
@@ -22,6 +22,10 @@ generated corpora that what this accepts, pydantic accepts, with an identical ro
 The returned struct reads like an ``AuditEvent`` for ``enrich`` (same attribute names,
 enum members, ``None`` for absent optional objects and event_id; an absent optional string
 is msgspec's ``UNSET``, falsy like ``None``, which is how ``enrich`` reads it).
+
+:func:`native_rows` is the same contract in Rust (native/fastpath), for a whole batch, and
+it returns each event's stored row rather than a struct for ``enrich``: the same row, column
+for column and type for type, content hash included (the same tests prove it).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from auditstream.events.catalog import categorize, severity
+from auditstream.events.ids import uuid7_for
 from auditstream.events.model import (
     ACTION_PATTERN,
     EMAIL_PATTERN,
@@ -51,10 +57,12 @@ from auditstream.events.model import (
     canonical_ip,
     occurred_at_value,
 )
+from auditstream.events.redaction import is_secret_name
 from auditstream.events.validation import MAX_EVENT_BYTES, repeats_keys
 
 __all__ = [
     "NATIVE",
+    "NATIVE_COLUMNS",
     "FastActor",
     "FastChange",
     "FastEvent",
@@ -62,6 +70,7 @@ __all__ = [
     "FastSource",
     "decode_fast",
     "decode_many",
+    "native_rows",
 ]
 
 # Bounds as in model.py (a string's length in code points, as pydantic and JSON Schema count).
@@ -259,48 +268,79 @@ def _safe_scalar(value: object) -> bool:
 
 # --- the native fast path (native/fastpath, Rust) -------------------------------------------
 #
-# The same contract as decode_fast, for a whole batch, with the parse and the rules run
-# outside the GIL: the largest per-event cost of the processor moves off the thread the event
-# loop shares (bench/RESULTS.md, issue 12 stop 31). It builds these same structs, so enrich
-# and everything after it cannot tell which path decoded an event. Optional: it is built when
-# the package is installed with a Rust toolchain; without one decode_many runs decode_fast.
+# The same contract for a whole batch, and one step further: it returns each event's stored
+# row, not a struct to enrich, with the parse, the rules and the content hash run outside the
+# GIL (bench/RESULTS.md, issue 12 stops 31 and 33). The rules it cannot run itself (category,
+# severity, redaction, canonical IPv6, the id of an event without one) it asks the model's
+# own Python functions, once per distinct question per batch. Optional: it is built when the
+# package is installed with a Rust toolchain; without one the processor runs decode_fast and
+# enrich instead (processor/batch.py).
 try:
     from auditstream.events import _fastpath_native as _native  # type: ignore[attr-defined]
 except ImportError:  # no Rust toolchain where the package was built
     _native = None
 else:
     _native.configure(
-        FastEvent,
-        FastActor,
-        FastResource,
-        FastSource,
-        FastChange,
-        (ActorType.user, ActorType.service, ActorType.api_key, ActorType.system),
-        (Outcome.success, Outcome.failure, Outcome.unknown),
-        uuid.UUID,
-        uuid.SafeUUID.unknown,
-        canonical_ip,
-        UTC,
+        uuid.UUID, uuid.SafeUUID.unknown, UTC, canonical_ip, categorize, severity, is_secret_name, uuid7_for
     )
 
 NATIVE: bool = _native is not None
 """Whether the native fast path is built into this installation."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_US = 86_400 * 1_000_000
 
 
-def decode_many(
-    values: Sequence[object], now: datetime | None, *, native: bool = True
-) -> list[FastEvent | None]:
-    """:func:`decode_fast` of each of ``values``, by the native fast path when it is built.
+def _epoch_us(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
-    ``native=False`` runs the msgspec path (tests compare the two; the benchmark measures
-    each). An element is ``None`` where the pydantic path must decide.
-    """
-    if native and _native is not None:
-        if now is None:
-            now = datetime.now(UTC)
-        delta = now - _EPOCH
-        now_us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        return _native.decode_many(values if type(values) is list else list(values), now_us, MAX_EVENT_BYTES)
+
+def decode_many(values: Sequence[object], now: datetime | None) -> list[FastEvent | None]:
+    """:func:`decode_fast` of each of ``values``; an element is ``None`` where pydantic must decide."""
     return [decode_fast(value, now) for value in values]
+
+
+def native_rows(
+    values: list[object],
+    topics: list[str],
+    partitions: list[int],
+    offsets: list[int],
+    *,
+    received_at: datetime,
+    now: datetime,
+    retention_days: int | None,
+    encode: bool = False,
+) -> tuple[list[tuple[Any, ...] | None], bytes | None]:
+    """The stored row of each of ``values`` (the native fast path), ``None`` where pydantic must decide.
+
+    Each row is the one ``stored.enrich`` makes of the validated event at its position
+    (``topics[i]``/``partitions[i]``/``offsets[i]``) with ``received_at`` (aware UTC, whole
+    milliseconds), ingest channel ``kafka``. An event older than ``retention_days`` is left
+    to pydantic, which refuses it with the reason. Raises ``RuntimeError`` when not built.
+
+    With ``encode``, also the body of the rows' ``FORMAT Native`` insert, for the columns
+    and types of :data:`NATIVE_COLUMNS` (one block of the rows returned, in order, written
+    with the GIL released), or ``None`` (no row, or a position the columns cannot hold).
+    """
+    if _native is None:
+        raise RuntimeError("the native fast path is not built into this installation")
+    now_us = _epoch_us(now)
+    oldest_us = None if retention_days is None else now_us - retention_days * _DAY_US
+    received_ms = _epoch_us(received_at) // 1000
+    return _native.enrich_many(  # type: ignore[no-any-return]
+        values,
+        topics,
+        partitions,
+        offsets,
+        received_at,
+        received_ms,
+        now_us,
+        oldest_us,
+        MAX_EVENT_BYTES,
+        encode,
+    )
+
+
+NATIVE_COLUMNS: tuple[tuple[str, str], ...] = tuple(_native.native_columns()) if _native is not None else ()
+"""The columns and ClickHouse types a body of :func:`native_rows` is written for, in order."""

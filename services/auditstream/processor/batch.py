@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -21,11 +21,12 @@ from auditstream.events.attribution import (
     is_labelled,
     is_reserved_service,
 )
-from auditstream.events.fastpath import decode_many
+from auditstream.events.fastpath import NATIVE, decode_many, native_rows
 from auditstream.events.stored import COLUMNS, enrich, utc_ms
 from auditstream.events.validation import FieldError, InvalidEvent, check_retention, parse_event
 
 if TYPE_CHECKING:
+    from auditstream.events.fastpath import FastEvent
     from auditstream.store.native import EncodedRows
 
 
@@ -107,13 +108,16 @@ class ProcessedBatch:
     write step removes copies from ``rows`` and adds conflicts and poison rows to
     ``rejected``. ``encoded`` is ``rows`` as the body of their insert, when the validate
     step could encode them (store/native.py); the write step uses it only while ``rows``
-    is unchanged, and drops it once written.
+    is unchanged, and drops it once written. ``native_body`` is the body of ``rows`` as
+    ``process_batch`` built them, written by the native fast path for the columns of
+    ``fastpath.NATIVE_COLUMNS`` (the validate step turns it into ``encoded``).
     """
 
     rows: list[Row] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     messages: Sequence[Incoming] = ()
     encoded: EncodedRows | None = None
+    native_body: bytes | None = None
 
     @property
     def positions(self) -> list[tuple[int, int]]:
@@ -144,6 +148,8 @@ def dedup_token(topic: str, rows: Sequence[Row]) -> str:
 _EVENT_ID = COLUMNS.index("event_id")
 _TENANT_ID = COLUMNS.index("tenant_id")
 _CONTENT_HASH = COLUMNS.index("content_hash")
+_SOURCE_SERVICE = COLUMNS.index("source_service")
+_INGEST_CHANNEL = COLUMNS.index("ingest_channel")
 
 CONFLICT_REASON = "conflict: event_id already stored with different content"
 RESERVED_SOURCE_MESSAGE = "reserved for events written by auditstream itself"
@@ -179,6 +185,7 @@ def process_batch(
     attributor: Attributor | None = None,
     retention_days: int | None = None,
     native: bool = True,
+    native_body: bool = False,
 ) -> ProcessedBatch:
     """Validate, attribute and enrich each message.
 
@@ -190,27 +197,68 @@ def process_batch(
     ``attributor`` verifies the ingest-channel label of a record (events/attribution.py);
     without one every record counts as ``kafka`` and labelled ones are refused.
 
-    ``native`` picks the native fast path when the installation has it (events/fastpath.py).
+    ``native`` picks the native fast path when the installation has it (events/fastpath.py:
+    rows built in Rust); ``native=False`` the msgspec one, then ``enrich``. ``native_body``
+    asks the native path for the rows' Native insert body too (``ProcessedBatch.native_body``).
     """
     out = ProcessedBatch(messages=messages)
     received_at = utc_ms(received_at)  # once per batch, not once per event in enrich
-    # The compiled fast path accepts the common valid event, the whole batch in one call (the
-    # native one outside the GIL); anything it is not sure of goes through pydantic, which
-    # accepts it too or names the field (fastpath.py).
-    fast = decode_many([message.value for message in messages], now, native=native)
-    for message, event in zip(messages, fast, strict=True):
-        value = message.value
-        try:
+    values = [message.value for message in messages]
+    if native and NATIVE:
+        # Rows straight from the bytes, the whole batch in one call, mostly outside the GIL;
+        # ``None`` where pydantic decides (it accepts too, or names the field: fastpath.py).
+        rows, body = native_rows(
+            values,
+            [message.topic for message in messages],
+            [message.partition for message in messages],
+            [message.offset for message in messages],
+            received_at=received_at,
+            now=now or datetime.now(UTC),
+            retention_days=retention_days,
+            encode=native_body,
+        )
+        as_encoded = True
+        for message, row in zip(messages, rows, strict=True):
+            as_encoded &= _take(out, message, row, None, received_at, now, attributor, retention_days)
+        # The body holds every native row as built: right while each was taken as it is, and
+        # the messages without one are all rejected (pydantic accepted none of them).
+        if as_encoded:
+            out.native_body = body
+    else:
+        # The msgspec fast path accepts the common valid event; pydantic decides the rest.
+        for message, event in zip(messages, decode_many(values, now), strict=True):
+            _take(out, message, None, event, received_at, now, attributor, retention_days)
+    return out
+
+
+def _take(
+    out: ProcessedBatch,
+    message: Incoming,
+    row: tuple[Any, ...] | None,
+    event: FastEvent | None,
+    received_at: datetime,
+    now: datetime | None,
+    attributor: Attributor | None,
+    retention_days: int | None,
+) -> bool:
+    """Add one message to ``out``: its row (given, or built from ``event`` or by pydantic) or its reject.
+
+    True when ``out`` took ``row`` as given, or took nothing where no row was given.
+    """
+    try:
+        if row is None:
             if event is None:
-                event = parse_event(value, now=now, retention_days=retention_days)
+                event = parse_event(message.value, now=now, retention_days=retention_days)
             elif retention_days is not None:
                 check_retention(event, now, retention_days)
-            attribution = _attribution(message, attributor)
-        except InvalidEvent as exc:
-            out.rejected.append(Rejected(message, exc.errors, exc.reason))
-            continue
+        attribution = _attribution(message, attributor)
+    except InvalidEvent as exc:
+        out.rejected.append(Rejected(message, exc.errors, exc.reason))
+        return row is None
+    as_given = row is not None
+    if row is None:
         row = enrich(
-            event,
+            event,  # type: ignore[arg-type]  # parse_event or the fast path gave one
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
@@ -218,22 +266,21 @@ def process_batch(
             channel=attribution.channel,
             key_id=attribution.key_id,
         )
-        source = event.source
-        if (
-            source is not None
-            and is_reserved_service(source.service)
-            and attribution.channel != CHANNEL_INTERNAL
-        ):
-            out.rejected.append(
-                Rejected(
-                    message,
-                    [FieldError(field="source.service", message=RESERVED_SOURCE_MESSAGE, type="reserved")],
-                    f"source.service: {RESERVED_SOURCE_MESSAGE}",
-                )
+    elif attribution is not KAFKA:
+        # The native row says ``kafka``; a verified label names another channel and its key.
+        row = (*row[:_INGEST_CHANNEL], attribution.channel, attribution.key_id)
+        as_given = False
+    if is_reserved_service(row[_SOURCE_SERVICE]) and attribution.channel != CHANNEL_INTERNAL:
+        out.rejected.append(
+            Rejected(
+                message,
+                [FieldError(field="source.service", message=RESERVED_SOURCE_MESSAGE, type="reserved")],
+                f"source.service: {RESERVED_SOURCE_MESSAGE}",
             )
-            continue
-        out.rows.append(Row(row, message))
-    return out
+        )
+        return False
+    out.rows.append(Row(row, message))
+    return as_given
 
 
 def _attribution(message: Incoming, attributor: Attributor | None) -> Attribution:

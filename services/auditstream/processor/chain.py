@@ -48,5 +48,6 @@ def build_chain(
         attributor=attributor,
         retention_days=retention_days,
         encode=sink.encode,
+        adopt=sink.adopt,
         native=native_fastpath,
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from uuid import UUID
 
+from auditstream.events.fastpath import NATIVE_COLUMNS
 from auditstream.processor import metrics
 from auditstream.processor.batch import Row
 from auditstream.retry import Backoff, retry
@@ -64,6 +65,18 @@ class ClickHouseSink:
             return self.store.encode_rows([row.values for row in rows])
         except StoreError as exc:
             log.info("rows not encoded ahead; the write encodes them", extra={"error": str(exc)})
+            return None
+
+    def adopt(self, rows: Sequence[Row], body: bytes) -> EncodedRows | None:
+        """``rows`` with ``body``, their Native body from the native fast path, or None if unusable.
+
+        None when the table's columns are not the ones the body was written for, or when
+        they cannot be read now: the caller then encodes the rows itself (``encode``).
+        """
+        try:
+            return self.store.adopt_encoded([row.values for row in rows], body, NATIVE_COLUMNS)
+        except StoreError as exc:
+            log.info("native body not adopted; the rows are encoded here", extra={"error": str(exc)})
             return None
 
     async def write(

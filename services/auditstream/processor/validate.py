@@ -6,7 +6,10 @@ write of the batch before. The step hands the next one the batch still being val
 
 On the same thread, ``encode`` (the sink's) turns the valid rows into the body of their
 insert, so the write step, which batches pass one at a time, does not encode
-(store/native.py). ``None`` from it leaves the write step to encode as it inserts.
+(store/native.py). ``None`` from it leaves the write step to encode as it inserts. When the
+native fast path wrote that body itself, outside the GIL (``ProcessedBatch.native_body``),
+``adopt`` (the sink's) takes it instead, if the table's columns are the ones it was written
+for; otherwise the rows are encoded as before.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from auditstream.processor.batch import Incoming, ProcessedBatch, Row
 from auditstream.processor.step import Forward, Step
 from auditstream.store.native import EncodedRows
 
-__all__ = ["Encode", "ProcessBatch", "Validate"]
+__all__ = ["Adopt", "Encode", "ProcessBatch", "Validate"]
 
 ProcessBatch = Callable[..., ProcessedBatch]
 Encode = Callable[[Sequence[Row]], EncodedRows | None]
+Adopt = Callable[[Sequence[Row], bytes], EncodedRows | None]
 
 
 class Validate(Forward):
@@ -37,15 +41,18 @@ class Validate(Forward):
         attributor: Attributor | None,
         retention_days: int | None,
         encode: Encode | None = None,
+        adopt: Adopt | None = None,
         native: bool = True,
     ) -> None:
         super().__init__(next_step)
         self.process = process
         self.encode = encode
+        self.adopt = adopt
         self.options: dict[str, Any] = {
             "attributor": attributor,
             "retention_days": retention_days,
             "native": native,
+            "native_body": native and adopt is not None,
         }
 
     async def submit(self, item: Sequence[Incoming]) -> None:
@@ -59,6 +66,9 @@ class Validate(Forward):
     def _run(self, messages: Sequence[Incoming]) -> ProcessedBatch:
         now = datetime.now(UTC)
         batch = self.process(messages, received_at=now, now=now, **self.options)
-        if self.encode is not None and batch.rows:
+        body, batch.native_body = batch.native_body, None
+        if body is not None and self.adopt is not None and batch.rows:
+            batch.encoded = self.adopt(batch.rows, body)
+        if batch.encoded is None and self.encode is not None and batch.rows:
             batch.encoded = self.encode(batch.rows)
         return batch

@@ -244,14 +244,37 @@ class Store:
         _check_width(rows)
         client = self._client()
         try:
-            with self._types_lock:
-                if self._insert_types is None:
-                    # No rows: only the table's column types are looked up.
-                    self._insert_types = list(client.create_insert_context(self._table, COLUMNS).column_types)
-                types = self._insert_types
+            types = self._column_types(client)
             return encode_native(self._table, COLUMNS, types, rows, server_tz=client.server_tz)
         except Exception as exc:
             raise classify(exc, encoding=True) from exc
+
+    def adopt_encoded(
+        self, rows: Sequence[tuple], body: bytes, columns: Sequence[tuple[str, str]]
+    ) -> EncodedRows | None:
+        """``rows`` with ``body``, the Native body written for them elsewhere, for ``insert_rows``.
+
+        ``columns`` are the (name, type) pairs the body was written for (the processor's
+        native fast path, events/fastpath.py). ``None`` unless they are exactly the table's
+        columns and insert types: after a migration that changes a column the rows are
+        encoded here again, never written as the old layout. Raises ``StoreUnavailable``
+        when the types cannot be read now.
+        """
+        _check_width(rows)
+        try:
+            types = self._column_types(self._client())
+        except Exception as exc:
+            raise classify(exc) from exc
+        if list(columns) != [(c, t.insert_name) for c, t in zip(COLUMNS, types, strict=True)]:
+            return None
+        return EncodedRows(self._table, COLUMNS, tuple(rows), body)
+
+    def _column_types(self, client: Any) -> list[Any]:
+        with self._types_lock:
+            if self._insert_types is None:
+                # No rows: only the table's column types are looked up.
+                self._insert_types = list(client.create_insert_context(self._table, COLUMNS).column_types)
+            return self._insert_types
 
     # --- reads -----------------------------------------------------------------
 
