@@ -22,7 +22,8 @@ from pathlib import Path
 # Frames whose inclusive share of the samples is reported (substring of "function (file)").
 FRAMES = {
     "validate (process_batch)": "process_batch (",
-    "  decode_many (native fast path)": "decode_many (",
+    "  native_rows (native fast path: rows and body)": "native_rows (",
+    "  decode_many (native fast path until stop 32)": "decode_many (",
     "  decode_fast (msgspec fast path)": "decode_fast (",
     "  parse_event (pydantic + checks)": "parse_event (",
     "  enrich (row build + hash)": "enrich (",
@@ -32,6 +33,8 @@ FRAMES = {
     "settle": "settle_against_store (",
     "insert_rows (all)": "insert_rows (",
     "  clickhouse-connect encode": "_write_native",
+    "encode ahead (clickhouse-connect, validate thread)": "encode_rows (",
+    "adopt the native body": "adopt_encoded (",
     "  chdb query": "query (chdb",
     "faust/aiokafka fetch (faust's getmany)": "getmany (",
     "fetch step (fetch_messages)": "fetch_messages (",

@@ -378,6 +378,21 @@ def test_combined_path_gives_the_same_rows_and_reasons(name: str, monkeypatch: p
 
 
 @pytest.mark.parametrize("name", DECODERS)
+def test_an_event_older_than_the_retention_gets_pydantics_reason(name: str) -> None:
+    _decoder(name)
+    old = orjson.dumps(_with("occurred_at", (NOW - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    recent = orjson.dumps(_with("occurred_at", (NOW - timedelta(days=29)).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    messages = [
+        KafkaMessage(topic="t", partition=0, offset=i, key=None, value=v) for i, v in enumerate([old, recent])
+    ]
+    batch = process_batch(messages, received_at=NOW, now=NOW, retention_days=30, native=name == "native")
+    assert [r.message.offset for r in batch.rows] == [1]
+    assert [(r.message.offset, r.reason) for r in batch.rejected] == [
+        (0, "occurred_at: older than the retention of 30 days")
+    ]
+
+
+@pytest.mark.parametrize("name", DECODERS)
 def test_combined_verdict_is_the_json_schemas(name: str) -> None:
     decode = _decoder(name)
     for label, doc in CORPUS:

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from auditstream.demo.generator import generate_events
+from auditstream.events.fastpath import NATIVE
 from auditstream.events.stored import COLUMNS
 from auditstream.processor.batch import KafkaMessage
 from auditstream.processor.dlq import DeadLetter
@@ -39,10 +40,20 @@ class WatchedStore(Store):
         super().__init__(dsn, database, retention_days=3650)
         self.writes: list[tuple[bool, list[int]]] = []  # (handed encoded rows, offsets)
         self.encoded_on: list[str] = []
+        self.encoded_how: list[str] = []
 
     def encode_rows(self, rows: Sequence[tuple]) -> EncodedRows:
         self.encoded_on.append(threading.current_thread().name)
+        self.encoded_how.append("encoded")
         return super().encode_rows(rows)
+
+    def adopt_encoded(
+        self, rows: Sequence[tuple], body: bytes, columns: Sequence[tuple[str, str]]
+    ) -> EncodedRows | None:
+        # The native fast path's own body (events/fastpath.py), taken on the same thread.
+        self.encoded_on.append(threading.current_thread().name)
+        self.encoded_how.append("adopted")
+        return super().adopt_encoded(rows, body, columns)
 
     def insert_rows(self, rows: Sequence[tuple], *, dedup_token: str | None = None) -> None:
         self.writes.append((isinstance(rows, EncodedRows), [row[OFFSET] for row in rows]))
@@ -88,6 +99,8 @@ async def test_batches_are_encoded_off_the_event_loop_and_inserted_as_encoded(st
     assert store.writes == [(True, list(range(0, 10))), (True, list(range(10, 20)))]
     assert len(store.encoded_on) == 2
     assert threading.main_thread().name not in store.encoded_on  # the validation thread, not the loop
+    # With the native fast path its body is taken as it is; without it clickhouse-connect encodes.
+    assert store.encoded_how == (["adopted"] * 2 if NATIVE else ["encoded"] * 2)
     assert _stored_offsets(store) == list(range(20))
 
 
