@@ -100,6 +100,41 @@ struct Finished {
     hash: Hash,
 }
 
+/// The text of column `column` (COLUMNS / native.rs TYPES order) of an event's row, `""` for a
+/// column that is not text or not the event's (the position, the hash: the caller has them).
+/// The one spelling of the columns the hash, the Native body and the row tuple share.
+fn text_column<'a>(r: &'a Resolved, class: &'a (String, String), changes: &'a str, column: usize) -> &'a str {
+    let e = &r.checked.event;
+    let a = &e.actor;
+    let resource =
+        |pick: fn(&crate::Resource) -> &Option<String>| e.resource.as_ref().map_or("", |x| or_empty(pick(x)));
+    let source = |pick: fn(&crate::Source) -> &Option<String>| e.source.as_ref().map_or("", |x| or_empty(pick(x)));
+    match column {
+        1 => &e.tenant_id,
+        4 => &e.action,
+        5 => &class.0,
+        6 => &class.1,
+        7 => OUTCOMES[e.outcome.unwrap_or(Outcome::Success) as usize],
+        8 => or_empty(&e.reason),
+        9 => &a.id,
+        10 => ACTOR_TYPES[a.kind.unwrap_or(ActorType::User) as usize],
+        11 => or_empty(&a.name),
+        12 => or_empty(&a.email),
+        13 => r.ip.as_deref().unwrap_or(""),
+        14 => or_empty(&a.user_agent),
+        15 => resource(|x| &x.kind),
+        16 => resource(|x| &x.id),
+        17 => resource(|x| &x.name),
+        18 => source(|x| &x.service),
+        19 => source(|x| &x.host),
+        20 => source(|x| &x.request_id),
+        21 => changes,
+        23 => VERSION,
+        28 => "kafka",
+        _ => "",
+    }
+}
+
 /// A finished row with its position, as the Native encoder reads it (native.rs, TYPES order).
 struct Flat<'a> {
     f: &'a Finished,
@@ -114,43 +149,17 @@ struct Flat<'a> {
 impl Columns for Flat<'_> {
     fn value(&self, column: usize) -> Value<'_> {
         let r = &self.f.resolved;
-        let e = &r.checked.event;
-        let a = &e.actor;
-        let resource =
-            |pick: fn(&crate::Resource) -> &Option<String>| e.resource.as_ref().map_or("", |x| or_empty(pick(x)));
-        let source = |pick: fn(&crate::Source) -> &Option<String>| e.source.as_ref().map_or("", |x| or_empty(pick(x)));
-        Value::Text(match column {
-            0 => return Value::Uuid(r.event_id),
-            1 => &e.tenant_id,
-            2 => return Value::Millis(r.checked.occurred_us.div_euclid(1000)),
-            3 => return Value::Millis(self.received_ms),
-            4 => &e.action,
-            5 => &self.class.0,
-            6 => &self.class.1,
-            7 => OUTCOMES[e.outcome.unwrap_or(Outcome::Success) as usize],
-            8 => or_empty(&e.reason),
-            9 => &a.id,
-            10 => ACTOR_TYPES[a.kind.unwrap_or(ActorType::User) as usize],
-            11 => or_empty(&a.name),
-            12 => or_empty(&a.email),
-            13 => r.ip.as_deref().unwrap_or(""),
-            14 => or_empty(&a.user_agent),
-            15 => resource(|x| &x.kind),
-            16 => resource(|x| &x.id),
-            17 => resource(|x| &x.name),
-            18 => source(|x| &x.service),
-            19 => source(|x| &x.host),
-            20 => source(|x| &x.request_id),
-            21 => &self.f.changes,
-            22 => return Value::Map(&self.details),
-            23 => VERSION,
-            24 => self.topic,
-            25 => return Value::U16(self.partition),
-            26 => return Value::U64(self.offset),
-            27 => return Value::Fixed(&self.f.hash),
-            28 => "kafka",
-            _ => "",
-        })
+        match column {
+            0 => Value::Uuid(r.event_id),
+            2 => Value::Millis(r.checked.occurred_us.div_euclid(1000)),
+            3 => Value::Millis(self.received_ms),
+            22 => Value::Map(&self.details),
+            24 => Value::Text(self.topic),
+            25 => Value::U16(self.partition),
+            26 => Value::U64(self.offset),
+            27 => Value::Fixed(&self.f.hash),
+            _ => Value::Text(text_column(r, self.class, &self.f.changes, column)),
+        }
     }
 }
 
@@ -282,53 +291,23 @@ fn finish(r: Resolved, class_text: &[(String, String)]) -> Finished {
     }
     // Written from &str pieces only, so always UTF-8.
     let changes = String::from_utf8(changes).unwrap_or_default();
-    let (category, severity) = &class_text[r.class];
-    let a = &e.actor;
-    let (rt, ri, rn) = match &e.resource {
-        Some(x) => (or_empty(&x.kind), or_empty(&x.id), or_empty(&x.name)),
-        None => ("", "", ""),
-    };
-    let (ss, sh, sr) = match &e.source {
-        Some(x) => (or_empty(&x.service), or_empty(&x.host), or_empty(&x.request_id)),
-        None => ("", "", ""),
-    };
     // The content, in stored.py's order: the row's columns but received_at and the ingest ones.
+    let class = &class_text[r.class];
     let mut out = Vec::with_capacity(1024);
     out.push(b'[');
     content::uuid(&mut out, r.event_id);
     out.push(b',');
-    content::string(&mut out, &e.tenant_id);
+    content::string(&mut out, text_column(&r, class, &changes, 1));
     out.push(b',');
     content::utc_datetime(&mut out, r.checked.occurred_us);
-    let outcome = OUTCOMES[e.outcome.unwrap_or(Outcome::Success) as usize];
-    let kind = ACTOR_TYPES[a.kind.unwrap_or(ActorType::User) as usize];
-    for text in [
-        e.action.as_str(),
-        category,
-        severity,
-        outcome,
-        or_empty(&e.reason),
-        a.id.as_str(),
-        kind,
-        or_empty(&a.name),
-        or_empty(&a.email),
-        r.ip.as_deref().unwrap_or(""),
-        or_empty(&a.user_agent),
-        rt,
-        ri,
-        rn,
-        ss,
-        sh,
-        sr,
-        changes.as_str(),
-    ] {
+    for column in 4..=21 {
         out.push(b',');
-        content::string(&mut out, text);
+        content::string(&mut out, text_column(&r, class, &changes, column));
     }
     out.push(b',');
     content::sorted_object(&mut out, &stored_details(&r));
     out.push(b',');
-    content::string(&mut out, VERSION);
+    content::string(&mut out, text_column(&r, class, &changes, 23));
     out.push(b']');
     let hash = content::blake2b_16(&out);
     Finished {
@@ -384,83 +363,55 @@ fn row<'py>(
     position: (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
 ) -> PyResult<Bound<'py, PyTuple>> {
     let r = &f.resolved;
-    let e = &r.checked.event;
-    let a = &e.actor;
-    let text = |s: &str| PyString::new(py, s).into_any();
     let secs = r.checked.occurred_us.div_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     let utc = cfg.utc.bind(py).downcast::<PyTzInfo>()?;
-    let occurred = PyDateTime::new(
-        py,
-        y as i32,
-        m as u8,
-        d as u8,
-        (sod / 3600) as u8,
-        (sod % 3600 / 60) as u8,
-        (sod % 60) as u8,
-        r.checked.occurred_us.rem_euclid(1_000_000) as u32,
-        Some(utc),
-    )?;
+    let class = &answers.class_text[r.class];
     let (category, severity) = &answers.class_objects[r.class];
-    let details = PyDict::new(py);
-    for (k, v) in stored_details(r) {
-        details.set_item(k, v)?;
-    }
-    let (rt, ri, rn) = match &e.resource {
-        Some(x) => (
-            strings.get(or_empty(&x.kind)),
-            text(or_empty(&x.id)),
-            text(or_empty(&x.name)),
-        ),
-        None => (strings.get(""), strings.get(""), strings.get("")),
-    };
-    let (ss, sh, sr) = match &e.source {
-        Some(x) => (
-            strings.get(or_empty(&x.service)),
-            text(or_empty(&x.host)),
-            text(or_empty(&x.request_id)),
-        ),
-        None => (strings.get(""), strings.get(""), strings.get("")),
-    };
-    let outcome = OUTCOMES[e.outcome.unwrap_or(Outcome::Success) as usize];
-    let kind = ACTOR_TYPES[a.kind.unwrap_or(ActorType::User) as usize];
     let (topic, partition, offset) = position;
-    PyTuple::new(
-        py,
-        [
-            make_uuid(py, cfg, r.event_id)?,
-            strings.get(&e.tenant_id),
-            occurred.into_any(),
-            received_at.clone(),
-            strings.get(&e.action),
-            category.clone(),
-            severity.clone(),
-            strings.get(outcome),
-            text(or_empty(&e.reason)),
-            text(&a.id),
-            strings.get(kind),
-            text(or_empty(&a.name)),
-            text(or_empty(&a.email)),
-            text(r.ip.as_deref().unwrap_or("")),
-            text(or_empty(&a.user_agent)),
-            rt,
-            ri,
-            rn,
-            ss,
-            sh,
-            sr,
-            text(&f.changes),
-            details.into_any(),
-            strings.get(VERSION),
-            topic,
-            partition,
-            offset,
-            PyBytes::new(py, &f.hash).into_any(),
-            strings.get("kafka"),
-            strings.get(""),
-        ],
-    )
+    let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(native::TYPES.len());
+    for (column, (_, kind)) in native::TYPES.iter().enumerate() {
+        values.push(match column {
+            0 => make_uuid(py, cfg, r.event_id)?,
+            2 => PyDateTime::new(
+                py,
+                y as i32,
+                m as u8,
+                d as u8,
+                (sod / 3600) as u8,
+                (sod % 3600 / 60) as u8,
+                (sod % 60) as u8,
+                r.checked.occurred_us.rem_euclid(1_000_000) as u32,
+                Some(utc),
+            )?
+            .into_any(),
+            3 => received_at.clone(),
+            5 => category.clone(),
+            6 => severity.clone(),
+            22 => {
+                let details = PyDict::new(py);
+                for (k, v) in stored_details(r) {
+                    details.set_item(k, v)?;
+                }
+                details.into_any()
+            }
+            24 => topic.clone(),
+            25 => partition.clone(),
+            26 => offset.clone(),
+            27 => PyBytes::new(py, &f.hash).into_any(),
+            _ => {
+                let text = text_column(r, class, &f.changes, column);
+                // A low-cardinality column's values repeat from row to row: made once per batch.
+                if *kind == "LowCardinality(String)" {
+                    strings.get(text)
+                } else {
+                    PyString::new(py, text).into_any()
+                }
+            }
+        });
+    }
+    PyTuple::new(py, values)
 }
 
 /// Each row's position as the Native body stores it, read once per row (pass 2).
